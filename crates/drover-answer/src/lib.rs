@@ -1,0 +1,1 @@
+//! Structured answers: extraction, schema validation, repair prompts, aggregation.

@@ -1,0 +1,1 @@
+//! OpenAI Batch API server over a fleet.

@@ -1,0 +1,1 @@
+//! Input reader, templates, output writer and resume journal.

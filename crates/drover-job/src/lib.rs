@@ -1,0 +1,1 @@
+//! A whole batch job: input to output, with resume.

@@ -1,0 +1,1 @@
+//! Dispatch loop: routing, concurrency limits, retries, breakers, hedging.

@@ -1,0 +1,1 @@
+//! vLLM-faithful simulated inference engine with fault injection.

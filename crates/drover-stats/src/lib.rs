@@ -1,0 +1,1 @@
+//! Run statistics: histograms, per-backend counters, summary JSON, HTML report, Prometheus exposition.

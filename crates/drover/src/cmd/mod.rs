@@ -1,0 +1,4 @@
+//! One module per subcommand: its clap arguments and its `main`.
+
+pub mod serve;
+pub mod sim;
