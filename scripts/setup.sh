@@ -20,7 +20,7 @@ as_root() {
 pkgs=()
 command -v cmake >/dev/null || pkgs+=(cmake)
 command -v clang >/dev/null || pkgs+=(clang)
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || pkgs+=(libclang-dev)
+ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || pkgs+=(libclang-dev)
 command -v c++ >/dev/null || pkgs+=(g++)
 if [ $want_test = 1 ]; then
   command -v chromium >/dev/null || pkgs+=(chromium)
