@@ -1,0 +1,134 @@
+//! Backend addresses: `8001` (→ `http://127.0.0.1:8001/v1`), `host:port`,
+//! `http(s)://host:port[/prefix]` (a URL without a path gets `/v1`).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Where one backend answers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackendAddr {
+    /// The OpenAI API root, e.g. `http://10.0.0.5:8000/v1` (no trailing slash).
+    pub base: String,
+    /// The server root, e.g. `http://10.0.0.5:8000`, where `/health` and `/metrics` live.
+    pub root: String,
+    /// Short name for messages and reports, e.g. `10.0.0.5:8000`.
+    pub label: String,
+}
+
+/// A backend string that is not an address.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid backend {input:?}: {reason}; use a port (8001), host:port, or http://host:port[/v1]")]
+pub struct AddrError {
+    /// What the user wrote.
+    pub input: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl BackendAddr {
+    /// Parses one backend.
+    pub fn parse(input: &str) -> Result<BackendAddr, AddrError> {
+        let s = input.trim();
+        let bad = |reason: &str| AddrError { input: input.to_string(), reason: reason.to_string() };
+        if s.is_empty() {
+            return Err(bad("empty"));
+        }
+        if s.bytes().all(|b| b.is_ascii_digit()) {
+            let port = parse_port(s).ok_or_else(|| bad("port out of range"))?;
+            return Ok(Self::from_parts("http", &format!("127.0.0.1:{port}"), ""));
+        }
+        let (scheme, rest) = match s.split_once("://") {
+            Some((sc, rest)) => {
+                let sc = sc.to_ascii_lowercase();
+                if sc != "http" && sc != "https" {
+                    return Err(bad("scheme must be http or https (dns:// names a set of backends)"));
+                }
+                (sc, rest)
+            }
+            None => ("http".to_string(), s),
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        if authority.is_empty() {
+            return Err(bad("no host"));
+        }
+        if authority.contains('@') {
+            return Err(bad("credentials in URLs are not supported; pass the key with --api-key-env"));
+        }
+        // host:port, [v6]:port, or host alone with a scheme.
+        let has_port = match authority.rfind(':') {
+            Some(i) if !authority[i..].contains(']') => {
+                parse_port(&authority[i + 1..]).ok_or_else(|| bad("port is not a number 1-65535"))?;
+                true
+            }
+            _ => false,
+        };
+        if !has_port && !s.contains("://") {
+            return Err(bad("no port"));
+        }
+        let path = if path.is_empty() { "/v1" } else { path };
+        Ok(Self::from_parts(&scheme, authority, path))
+    }
+
+    fn from_parts(scheme: &str, authority: &str, path: &str) -> BackendAddr {
+        let path = if path.is_empty() { "/v1" } else { path };
+        let root = format!("{scheme}://{authority}");
+        BackendAddr { base: format!("{root}{path}"), label: authority.to_string(), root }
+    }
+
+    /// `{base}/{path}`, e.g. `url("chat/completions")`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base, path)
+    }
+
+    /// `{root}/{path}`, e.g. `root_url("health")`.
+    pub fn root_url(&self, path: &str) -> String {
+        format!("{}/{}", self.root, path)
+    }
+}
+
+fn parse_port(s: &str) -> Option<u16> {
+    s.parse::<u16>().ok().filter(|p| *p != 0)
+}
+
+impl FromStr for BackendAddr {
+    type Err = AddrError;
+    fn from_str(s: &str) -> Result<Self, AddrError> {
+        BackendAddr::parse(s)
+    }
+}
+
+impl fmt::Display for BackendAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_forms() {
+        let a = BackendAddr::parse("8001").unwrap();
+        assert_eq!((a.base.as_str(), a.root.as_str(), a.label.as_str()), ("http://127.0.0.1:8001/v1", "http://127.0.0.1:8001", "127.0.0.1:8001"));
+        assert_eq!(BackendAddr::parse("gpu3:8000").unwrap().base, "http://gpu3:8000/v1");
+        assert_eq!(BackendAddr::parse("http://gpu3:8000").unwrap().base, "http://gpu3:8000/v1");
+        assert_eq!(BackendAddr::parse("http://gpu3:8000/v1/").unwrap().base, "http://gpu3:8000/v1");
+        assert_eq!(BackendAddr::parse("https://api.example.com/openai/v1").unwrap().base, "https://api.example.com/openai/v1");
+        assert_eq!(BackendAddr::parse("https://api.example.com/openai/v1").unwrap().root, "https://api.example.com");
+        assert_eq!(BackendAddr::parse("http://[::1]:9000").unwrap().label, "[::1]:9000");
+        assert_eq!(BackendAddr::parse("8001").unwrap().url("chat/completions"), "http://127.0.0.1:8001/v1/chat/completions");
+    }
+
+    #[test]
+    fn rejected_forms_say_why() {
+        for (input, why) in [("", "empty"), ("99999", "range"), ("gpu3", "no port"), ("ftp://x:1", "scheme"), ("h:abc", "port"), ("http://u:p@h:1", "credentials")] {
+            let e = BackendAddr::parse(input).unwrap_err().to_string();
+            assert!(e.contains(why), "{input}: {e}");
+            assert!(e.contains("host:port"), "{e}");
+        }
+    }
+}

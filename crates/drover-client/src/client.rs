@@ -1,0 +1,447 @@
+//! One attempt of one request, and the classification of everything that can go wrong with it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use drover_types::{Endpoint, Failure, Usage};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::addr::BackendAddr;
+use crate::sse::{Chunk, SseParser, StreamAssembler, StreamError};
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Sent as `Authorization: Bearer …`; never logged.
+    pub api_key: Option<String>,
+    /// Time allowed to open a connection.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig { api_key: None, connect_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// The HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct ClientError(#[source] reqwest::Error);
+
+/// A shared HTTP client for every backend (one connection pool per host).
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) http: reqwest::Client,
+    pub(crate) api_key: Option<Arc<str>>,
+}
+
+/// How to send one attempt.
+#[derive(Debug, Clone)]
+pub struct SendOptions<'a> {
+    /// The attempt's id, sent as `X-Request-Id`.
+    pub request_id: &'a str,
+    /// Whole-attempt deadline.
+    pub timeout: Duration,
+    /// Stream the answer (and reassemble it).
+    pub stream: bool,
+    /// With `stream`: longest silence between chunks before the attempt counts as stalled.
+    pub idle_timeout: Duration,
+}
+
+/// A successful answer.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status (2xx).
+    pub status: u16,
+    /// The response body (reassembled when streamed).
+    pub body: Box<RawValue>,
+    /// Token counts.
+    pub usage: Usage,
+    /// Time to the first generated piece (streamed attempts only).
+    pub ttft: Option<Duration>,
+}
+
+/// A failed attempt.
+#[derive(Debug)]
+pub struct AttemptError {
+    /// The class the scheduler acts on.
+    pub failure: Failure,
+    /// What happened, for records and logs (the server's own message when it sent one).
+    pub message: String,
+    /// The server's error body, when it answered with JSON.
+    pub body: Option<Box<RawValue>>,
+}
+
+impl AttemptError {
+    fn new(failure: Failure, message: impl Into<String>) -> Self {
+        AttemptError { failure, message: message.into(), body: None }
+    }
+
+    /// HTTP status, when the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match &self.failure {
+            Failure::Overloaded { status, .. } | Failure::Server { status } | Failure::Rejected { status } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    choices: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    data: Option<serde::de::IgnoredAny>,
+}
+
+impl Client {
+    /// Builds the client.
+    pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .tcp_nodelay(true)
+            // Backends are usually on the local network; a proxy from the environment would
+            // silently route loopback traffic away.
+            .no_proxy()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(ClientError)?;
+        Ok(Client { http, api_key: config.api_key.map(Arc::from) })
+    }
+
+    pub(crate) fn get(&self, url: String) -> reqwest::RequestBuilder {
+        let rb = self.http.get(url);
+        match &self.api_key {
+            Some(k) => rb.bearer_auth(k),
+            None => rb,
+        }
+    }
+
+    /// Sends one attempt of a task's body to `backend`.
+    ///
+    /// `tokens` (optional) is bumped as streamed pieces arrive, so the caller can watch the
+    /// backend's token rate while requests are in flight.
+    pub async fn send(
+        &self,
+        backend: &BackendAddr,
+        endpoint: Endpoint,
+        body: &Bytes,
+        opts: &SendOptions<'_>,
+        tokens: Option<&AtomicU64>,
+    ) -> Result<Answer, AttemptError> {
+        let stream = opts.stream && endpoint.generates();
+        let payload = if stream { with_stream_fields(body) } else { body.clone() };
+        let mut rb = self
+            .http
+            .post(backend.url(endpoint.path()))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("x-request-id", opts.request_id)
+            .body(payload);
+        if let Some(k) = &self.api_key {
+            rb = rb.bearer_auth(k);
+        }
+        let work = async {
+            let resp = rb.send().await.map_err(classify_transport)?;
+            let status = resp.status().as_u16();
+            if !(200..300).contains(&status) {
+                let retry_after = resp.headers().get(http::header::RETRY_AFTER).and_then(parse_retry_after);
+                let bytes = resp.bytes().await.unwrap_or_default();
+                return Err(http_error(status, retry_after, &bytes));
+            }
+            if stream {
+                read_stream(resp, endpoint, opts.idle_timeout, tokens).await
+            } else {
+                let bytes = resp.bytes().await.map_err(classify_transport)?;
+                let (body, usage) = check_body(&bytes, endpoint)?;
+                if let Some(t) = tokens {
+                    t.fetch_add(usage.completion_tokens, Ordering::Relaxed);
+                }
+                Ok(Answer { status, body, usage, ttft: None })
+            }
+        };
+        match tokio::time::timeout(opts.timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(AttemptError::new(
+                Failure::Timeout,
+                format!("no complete answer within {}", humanize(opts.timeout)),
+            )),
+        }
+    }
+
+    /// `GET /health`: whether the backend says it is serving.
+    pub async fn health(&self, backend: &BackendAddr, timeout: Duration) -> Result<(), AttemptError> {
+        let req = self.get(backend.root_url("health")).timeout(timeout).send();
+        let resp = req.await.map_err(classify_transport)?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(AttemptError::new(Failure::from_status(status, None), format!("/health answered HTTP {status}")))
+        }
+    }
+}
+
+/// Puts `"stream":true` and usage reporting in front of a body that drover stripped of them.
+fn with_stream_fields(body: &Bytes) -> Bytes {
+    const PREFIX: &[u8] = br#"{"stream":true,"stream_options":{"include_usage":true}"#;
+    let rest = &body[1..]; // skip '{'
+    let mut out = Vec::with_capacity(PREFIX.len() + body.len() + 1);
+    out.extend_from_slice(PREFIX);
+    if rest.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'}') {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    Bytes::from(out)
+}
+
+/// State of one streamed answer while its chunks arrive.
+struct StreamRead<'t> {
+    start: Instant,
+    asm: StreamAssembler,
+    pieces: u64,
+    ttft: Option<Duration>,
+    done: bool,
+    failure: Option<StreamError>,
+    tokens: Option<&'t AtomicU64>,
+}
+
+impl StreamRead<'_> {
+    fn on_event(&mut self, data: &[u8]) {
+        if self.failure.is_some() || self.done {
+            return;
+        }
+        match self.asm.push(data) {
+            Ok(Chunk::Tokens(n)) if n > 0 => {
+                let start = self.start;
+                self.ttft.get_or_insert_with(|| start.elapsed());
+                self.pieces += u64::from(n);
+                if let Some(t) = self.tokens {
+                    t.fetch_add(u64::from(n), Ordering::Relaxed);
+                }
+            }
+            Ok(Chunk::Tokens(_)) => {}
+            Ok(Chunk::Done) => self.done = true,
+            Err(e) => self.failure = Some(e),
+        }
+    }
+}
+
+async fn read_stream(
+    mut resp: reqwest::Response,
+    endpoint: Endpoint,
+    idle: Duration,
+    tokens: Option<&AtomicU64>,
+) -> Result<Answer, AttemptError> {
+    let status = resp.status().as_u16();
+    let mut parser = SseParser::default();
+    let mut st = StreamRead {
+        start: Instant::now(),
+        asm: StreamAssembler::new(endpoint),
+        pieces: 0,
+        ttft: None,
+        done: false,
+        failure: None,
+        tokens,
+    };
+    loop {
+        match tokio::time::timeout(idle, resp.chunk()).await {
+            Err(_) => {
+                return Err(AttemptError::new(
+                    Failure::Timeout,
+                    format!("stream stalled: nothing for {}", humanize(idle)),
+                ));
+            }
+            Ok(Err(e)) => {
+                // A server that closes without [DONE] after the final chunk is done, not broken.
+                if st.asm.is_finished() {
+                    break;
+                }
+                return Err(classify_transport(e));
+            }
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(bytes))) => parser.feed(&bytes, &mut |d| st.on_event(d)),
+        }
+        if st.done || st.failure.is_some() {
+            break;
+        }
+    }
+    parser.finish(&mut |d| st.on_event(d));
+    match st.failure {
+        Some(StreamError::Garbage(m)) => return Err(AttemptError::new(Failure::Garbage, m)),
+        Some(StreamError::Server(m)) => return Err(AttemptError::new(Failure::Server { status: 500 }, m)),
+        None => {}
+    }
+    if !st.done && !st.asm.is_finished() {
+        return Err(AttemptError::new(Failure::Reset, "stream ended before the answer was complete"));
+    }
+    // Reconcile the live count with the server's usage.
+    let (body, usage) = st.asm.finish(st.pieces);
+    if let Some(t) = tokens {
+        if usage.completion_tokens > st.pieces {
+            t.fetch_add(usage.completion_tokens - st.pieces, Ordering::Relaxed);
+        }
+    }
+    let body = serde_json::value::to_raw_value(&body).expect("serializable");
+    Ok(Answer { status, body, usage, ttft: st.ttft })
+}
+
+/// Validates a 2xx body: JSON, with the field the endpoint returns.
+fn check_body(bytes: &[u8], endpoint: Endpoint) -> Result<(Box<RawValue>, Usage), AttemptError> {
+    let garbage = |why: String| AttemptError::new(Failure::Garbage, why);
+    let env: Envelope = serde_json::from_slice(bytes).map_err(|e| garbage(format!("response is not JSON: {e}: {}", snippet(bytes))))?;
+    let has_payload = match endpoint {
+        Endpoint::Embeddings => env.data.is_some(),
+        _ => env.choices.is_some(),
+    };
+    if !has_payload {
+        return Err(garbage(format!("response has no {}: {}", if endpoint == Endpoint::Embeddings { "data" } else { "choices" }, snippet(bytes))));
+    }
+    let text = String::from_utf8(bytes.to_vec()).map_err(|e| garbage(e.to_string()))?;
+    let body = RawValue::from_string(text).map_err(|e| garbage(e.to_string()))?;
+    Ok((body, env.usage.unwrap_or_default()))
+}
+
+fn http_error(status: u16, retry_after: Option<Duration>, bytes: &[u8]) -> AttemptError {
+    let failure = Failure::from_status(status, retry_after);
+    let message = format!("HTTP {status}: {}", server_message(bytes));
+    let body = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| serde_json::from_str::<Box<RawValue>>(s).ok());
+    AttemptError { failure, message, body }
+}
+
+/// The server's own words: OpenAI/vLLM `error.message`, FastAPI `detail`, or the text.
+fn server_message(bytes: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        if let Some(m) = v.pointer("/error/message").and_then(|m| m.as_str()) {
+            return m.to_string();
+        }
+        if let Some(m) = v.get("message").and_then(|m| m.as_str()) {
+            return m.to_string();
+        }
+        if let Some(d) = v.get("detail") {
+            return match d.as_str() {
+                Some(s) => s.to_string(),
+                None => d.to_string(),
+            };
+        }
+        if let Some(e) = v.get("error").and_then(|m| m.as_str()) {
+            return e.to_string();
+        }
+    }
+    snippet(bytes)
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    let s = s.trim();
+    if s.is_empty() {
+        return "(empty body)".into();
+    }
+    let mut out: String = s.chars().take(200).collect();
+    if s.chars().count() > 200 {
+        out.push('…');
+    }
+    out
+}
+
+fn parse_retry_after(v: &http::HeaderValue) -> Option<Duration> {
+    let s = v.to_str().ok()?.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)));
+    }
+    let when = httpdate::parse_http_date(s).ok()?;
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+/// Transport errors: refused/unreachable → Connect; everything that broke a started exchange → Reset.
+fn classify_transport(e: reqwest::Error) -> AttemptError {
+    let failure = if e.is_connect() {
+        Failure::Connect
+    } else if e.is_timeout() {
+        Failure::Timeout
+    } else {
+        Failure::Reset
+    };
+    AttemptError::new(failure, error_chain(&e))
+}
+
+/// `outer: inner: innermost`, so "connection refused" is visible behind reqwest's wrapper.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+pub(crate) fn humanize(d: Duration) -> String {
+    humantime_like(d)
+}
+
+fn humantime_like(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_fields_go_in_front() {
+        assert_eq!(
+            &with_stream_fields(&Bytes::from_static(br#"{"a":1}"#))[..],
+            br#"{"stream":true,"stream_options":{"include_usage":true},"a":1}"#
+        );
+        assert_eq!(&with_stream_fields(&Bytes::from_static(b"{}"))[..], br#"{"stream":true,"stream_options":{"include_usage":true}}"#);
+    }
+
+    #[test]
+    fn bodies_are_checked_for_their_payload() {
+        let (_, u) = check_body(br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#, Endpoint::ChatCompletions).unwrap();
+        assert_eq!(u.completion_tokens, 4);
+        assert_eq!(check_body(b"<html>oops", Endpoint::ChatCompletions).unwrap_err().failure, Failure::Garbage);
+        assert_eq!(check_body(br#"{"error":"x"}"#, Endpoint::ChatCompletions).unwrap_err().failure, Failure::Garbage);
+        assert!(check_body(br#"{"data":[]}"#, Endpoint::Embeddings).is_ok());
+    }
+
+    #[test]
+    fn server_messages_are_extracted() {
+        let e = http_error(400, None, br#"{"error":{"message":"This model's maximum context length is 10 tokens.","type":"BadRequestError","param":null,"code":400}}"#);
+        assert_eq!(e.failure, Failure::Rejected { status: 400 });
+        assert_eq!(e.message, "HTTP 400: This model's maximum context length is 10 tokens.");
+        assert!(e.body.is_some());
+        let e = http_error(422, None, br#"{"detail":[{"loc":["body","ignore_eos"],"msg":"extra fields not permitted"}]}"#);
+        assert!(e.message.contains("extra fields not permitted"));
+        let e = http_error(502, None, b"Bad Gateway");
+        assert_eq!(e.message, "HTTP 502: Bad Gateway");
+        assert!(e.body.is_none());
+        assert!(e.failure.is_transient());
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        assert_eq!(parse_retry_after(&http::HeaderValue::from_static("2")), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after(&http::HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after(&http::HeaderValue::from_static("soon")), None);
+    }
+}

@@ -1,0 +1,262 @@
+//! Live load from a backend's Prometheus endpoint. The metric names of each engine live here
+//! and nowhere else.
+//!
+//! | signal | vLLM | SGLang | llama.cpp server | TGI |
+//! |---|---|---|---|---|
+//! | running | `vllm:num_requests_running` | `sglang:num_running_reqs` | `llamacpp:requests_processing` | `tgi_batch_current_size` |
+//! | waiting | `vllm:num_requests_waiting` | `sglang:num_queue_reqs` | `llamacpp:requests_deferred` | `tgi_queue_size` |
+//! | KV use (0–1) | `vllm:kv_cache_usage_perc` (`…gpu_cache_usage_perc` before 0.10) | `sglang:token_usage` | `llamacpp:kv_cache_usage_ratio` | – |
+//! | tokens out | `vllm:generation_tokens_total` | `sglang:generation_tokens_total` | `llamacpp:tokens_predicted_total` | `tgi_request_generated_tokens_sum` |
+//! | KV size | `vllm:cache_config_info{num_gpu_blocks,block_size}` | `sglang:max_total_num_tokens` | – | – |
+
+use std::time::Duration;
+
+use crate::addr::BackendAddr;
+use crate::client::Client;
+
+/// Which server software a backend runs, as far as its endpoints tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EngineKind {
+    /// vLLM (or drover sim/serve, which imitate it).
+    Vllm,
+    /// SGLang.
+    Sglang,
+    /// llama.cpp's llama-server.
+    LlamaCpp,
+    /// Hugging Face Text Generation Inference.
+    Tgi,
+    /// Ollama.
+    Ollama,
+    /// Something else OpenAI-compatible.
+    Other,
+}
+
+impl EngineKind {
+    /// Display name.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Vllm => "vLLM",
+            EngineKind::Sglang => "SGLang",
+            EngineKind::LlamaCpp => "llama.cpp",
+            EngineKind::Tgi => "TGI",
+            EngineKind::Ollama => "Ollama",
+            EngineKind::Other => "other",
+        }
+    }
+}
+
+/// One scrape's worth of load signals (sums over label sets, e.g. data-parallel engines).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadSignals {
+    /// Whose metric names matched.
+    pub engine: EngineKind,
+    /// Requests in the running batch.
+    pub running: Option<f64>,
+    /// Requests queued in the server.
+    pub waiting: Option<f64>,
+    /// KV-cache use, 0–1 (mean over engines).
+    pub kv_usage: Option<f64>,
+    /// Generated tokens so far (a counter).
+    pub generation_tokens: Option<f64>,
+    /// KV-cache size in tokens.
+    pub kv_capacity_tokens: Option<f64>,
+}
+
+struct Names {
+    engine: EngineKind,
+    running: &'static [&'static str],
+    waiting: &'static [&'static str],
+    kv: &'static [&'static str],
+    generated: &'static [&'static str],
+}
+
+const ENGINES: &[Names] = &[
+    Names {
+        engine: EngineKind::Vllm,
+        running: &["vllm:num_requests_running"],
+        waiting: &["vllm:num_requests_waiting"],
+        kv: &["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"],
+        generated: &["vllm:generation_tokens_total"],
+    },
+    Names {
+        engine: EngineKind::Sglang,
+        running: &["sglang:num_running_reqs"],
+        waiting: &["sglang:num_queue_reqs"],
+        kv: &["sglang:token_usage"],
+        generated: &["sglang:generation_tokens_total"],
+    },
+    Names {
+        engine: EngineKind::LlamaCpp,
+        running: &["llamacpp:requests_processing"],
+        waiting: &["llamacpp:requests_deferred"],
+        kv: &["llamacpp:kv_cache_usage_ratio"],
+        generated: &["llamacpp:tokens_predicted_total"],
+    },
+    Names {
+        engine: EngineKind::Tgi,
+        running: &["tgi_batch_current_size"],
+        waiting: &["tgi_queue_size"],
+        kv: &[],
+        generated: &["tgi_request_generated_tokens_sum"],
+    },
+];
+
+/// One sample line: name, labels (raw), value.
+fn samples(text: &str) -> impl Iterator<Item = (&str, &str, f64)> {
+    text.lines().filter_map(|line| {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return None;
+        }
+        let (name, labels, rest) = match line.find(['{', ' ']) {
+            Some(i) if line.as_bytes()[i] == b'{' => {
+                let close = label_end(&line[i..])? + i;
+                (&line[..i], &line[i + 1..close], &line[close + 1..])
+            }
+            Some(i) => (&line[..i], "", &line[i..]),
+            None => return None,
+        };
+        let value = rest.split_whitespace().next()?.parse::<f64>().ok()?;
+        Some((name, labels, value))
+    })
+}
+
+/// Index of the `}` closing a label set that starts at byte 0 (quotes may hold braces).
+fn label_end(s: &str) -> Option<usize> {
+    let (mut in_quotes, mut escaped) = (false, false);
+    for (i, c) in s.char_indices().skip(1) {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            '}' if !in_quotes => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn label<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
+    let mut rest = labels;
+    while let Some(eq) = rest.find('=') {
+        let k = rest[..eq].trim().trim_start_matches(',').trim();
+        let after = &rest[eq + 1..];
+        let after = after.strip_prefix('"')?;
+        let end = after.find('"')?;
+        if k == key {
+            return Some(&after[..end]);
+        }
+        rest = &after[end + 1..];
+    }
+    None
+}
+
+/// Reads the signals of the first engine whose names appear; `None` when none do.
+pub fn parse_metrics(text: &str) -> Option<LoadSignals> {
+    for names in ENGINES {
+        let mut s = LoadSignals {
+            engine: names.engine,
+            running: None,
+            waiting: None,
+            kv_usage: None,
+            generation_tokens: None,
+            kv_capacity_tokens: None,
+        };
+        let mut kv_n = 0u32;
+        for (name, labels, v) in samples(text) {
+            let add = |slot: &mut Option<f64>| *slot = Some(slot.unwrap_or(0.0) + v);
+            if names.running.contains(&name) {
+                add(&mut s.running);
+            } else if names.waiting.contains(&name) {
+                add(&mut s.waiting);
+            } else if names.kv.first() == Some(&name) || (names.kv.contains(&name) && kv_n == 0) {
+                add(&mut s.kv_usage);
+                kv_n += 1;
+            } else if names.generated.contains(&name) {
+                add(&mut s.generation_tokens);
+            } else if name == "vllm:cache_config_info" {
+                let blocks = label(labels, "num_gpu_blocks").and_then(|b| b.parse::<f64>().ok());
+                let size = label(labels, "block_size").and_then(|b| b.parse::<f64>().ok());
+                if let (Some(b), Some(sz)) = (blocks, size) {
+                    add(&mut s.kv_capacity_tokens);
+                    s.kv_capacity_tokens = s.kv_capacity_tokens.map(|t| t - v + b * sz);
+                }
+            } else if name == "sglang:max_total_num_tokens" {
+                add(&mut s.kv_capacity_tokens);
+            }
+        }
+        if kv_n > 1 {
+            s.kv_usage = s.kv_usage.map(|k| k / f64::from(kv_n));
+        }
+        if s.running.is_some() || s.waiting.is_some() || s.generation_tokens.is_some() {
+            return Some(s);
+        }
+    }
+    None
+}
+
+impl Client {
+    /// Scrapes `/metrics`. `Ok(None)`: the backend has no metrics we understand.
+    pub async fn scrape(&self, backend: &BackendAddr, timeout: Duration) -> Result<Option<LoadSignals>, String> {
+        let resp = self
+            .get(backend.root_url("metrics"))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| crate::client::error_chain(&e))?;
+        if !resp.status().is_success() {
+            return Ok(None);
+        }
+        let text = resp.text().await.map_err(|e| crate::client::error_chain(&e))?;
+        Ok(parse_metrics(&text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VLLM: &str = r#"# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="m"} 12.0
+vllm:num_requests_running{engine="1",model_name="m"} 3.0
+vllm:num_requests_waiting{engine="0",model_name="m"} 2.0
+vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.5
+vllm:gpu_cache_usage_perc{engine="0",model_name="m"} 0.5
+vllm:generation_tokens_total{engine="0",model_name="m"} 12345.0
+vllm:cache_config_info{block_size="16",cache_dtype="auto",engine="0",gpu_memory_utilization="0.9",num_gpu_blocks="26300"} 1.0
+vllm:time_to_first_token_seconds_bucket{engine="0",le="0.001",model_name="m"} 0.0
+"#;
+
+    #[test]
+    fn reads_vllm() {
+        let s = parse_metrics(VLLM).unwrap();
+        assert_eq!(s.engine, EngineKind::Vllm);
+        assert_eq!(s.running, Some(15.0));
+        assert_eq!(s.waiting, Some(2.0));
+        assert_eq!(s.kv_usage, Some(0.5), "deprecated alias not double counted");
+        assert_eq!(s.generation_tokens, Some(12345.0));
+        assert_eq!(s.kv_capacity_tokens, Some(26300.0 * 16.0));
+    }
+
+    #[test]
+    fn reads_sglang_and_llamacpp() {
+        let s = parse_metrics("sglang:num_running_reqs{model_name=\"x\"} 4\nsglang:num_queue_reqs{model_name=\"x\"} 0\nsglang:token_usage 0.25\nsglang:max_total_num_tokens 90000\n").unwrap();
+        assert_eq!((s.engine, s.running, s.kv_usage, s.kv_capacity_tokens), (EngineKind::Sglang, Some(4.0), Some(0.25), Some(90000.0)));
+        let s = parse_metrics("llamacpp:requests_processing 2\nllamacpp:requests_deferred 5\nllamacpp:tokens_predicted_total 77\n").unwrap();
+        assert_eq!((s.engine, s.waiting, s.generation_tokens), (EngineKind::LlamaCpp, Some(5.0), Some(77.0)));
+    }
+
+    #[test]
+    fn unknown_metrics_are_none() {
+        assert!(parse_metrics("process_cpu_seconds_total 3\n").is_none());
+        assert!(parse_metrics("").is_none());
+    }
+
+    #[test]
+    fn labels_with_braces_in_quotes() {
+        let v: Vec<_> = samples("x{a=\"}{\",b=\"2\"} 7 1700000000\n").collect();
+        assert_eq!(v, vec![("x", "a=\"}{\",b=\"2\"", 7.0)]);
+        assert_eq!(label("a=\"}{\",b=\"2\"", "b"), Some("2"));
+    }
+}
