@@ -154,7 +154,13 @@ impl Client {
                 let bytes = resp.bytes().await.unwrap_or_default();
                 return Err(http_error(status, retry_after, &bytes));
             }
-            if stream {
+            // A server may ignore `stream` and answer with plain JSON: take it as it comes.
+            let is_sse = resp
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"));
+            if stream && is_sse {
                 read_stream(resp, endpoint, opts.idle_timeout, tokens).await
             } else {
                 let bytes = resp.bytes().await.map_err(classify_transport)?;

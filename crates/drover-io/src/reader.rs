@@ -93,6 +93,11 @@ impl<R: BufRead> TaskReader<R> {
         }
     }
 
+    /// Gives the parse configuration back (after a checking pass).
+    pub fn into_parse_config(self) -> ParseConfig {
+        self.cfg
+    }
+
     /// Counts so far.
     pub fn stats(&self) -> &ReadStats {
         &self.stats

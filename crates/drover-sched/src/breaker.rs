@@ -116,6 +116,14 @@ impl Breaker {
         false
     }
 
+    /// Records that the backend, just ejected, was ejected for making no progress (its
+    /// requests time out): re-admission then needs a real answer, not only `/health`.
+    pub fn mark_stalled(&mut self) {
+        if let BreakerState::Open { reason, .. } = &mut self.state {
+            *reason = OutReason::Stalled;
+        }
+    }
+
     /// Ejects a backend that makes no progress. Returns true if it was taking traffic.
     pub fn quarantine(&mut self, now: Instant) -> bool {
         if !self.is_closed() {

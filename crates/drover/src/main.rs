@@ -19,6 +19,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a batch of tasks over a fleet of OpenAI-compatible servers (the main job).
+    Run(cmd::run::RunArgs),
     /// vLLM-faithful simulated inference servers, with fault injection.
     Sim(cmd::sim::SimArgs),
     /// The embedded llama.cpp engine as an OpenAI-compatible server.
@@ -28,6 +30,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::Run(args) => cmd::run::main(args),
         Command::Sim(args) => cmd::sim::main(args),
         Command::Serve(args) => cmd::serve::main(args),
     };

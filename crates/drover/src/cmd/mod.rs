@@ -1,4 +1,5 @@
 //! One module per subcommand: its clap arguments and its `main`.
 
+pub mod run;
 pub mod serve;
 pub mod sim;

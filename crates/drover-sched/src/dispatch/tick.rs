@@ -1,0 +1,182 @@
+//! Housekeeping every tick: limits, stalled backends, probes of ejected ones, the wait when
+//! every backend is down, tail hedges, and the snapshot for observers.
+
+use std::cmp::Reverse;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Dispatcher, attempt};
+use crate::breaker::OutReason;
+use crate::config::Mode;
+use crate::hedge::{self, Candidate};
+use crate::limit::{Limit, Observation};
+use crate::view::{DispatchEvent, FleetSnapshot};
+
+impl Dispatcher {
+    pub(super) fn on_tick(&mut self, snapshot: &Arc<Mutex<FleetSnapshot>>) {
+        let now = Instant::now();
+        self.update_limits(now);
+        self.detect_stalls(now);
+        self.start_probes(now);
+        self.check_all_down(now);
+        self.hedge(now);
+        self.backlog = false;
+        self.publish(snapshot);
+    }
+
+    fn update_limits(&mut self, now: Instant) {
+        for b in 0..self.backends.len() {
+            let be = &mut self.backends[b];
+            if !be.takes_work() {
+                continue;
+            }
+            let Limit::Adaptive(ctl) = &mut be.limit else { continue };
+            let obs = Observation {
+                now,
+                in_flight: be.in_flight,
+                backlog: self.backlog,
+                client_tokens: be.shared.tokens.load(std::sync::atomic::Ordering::Relaxed),
+                client_tokens_live: be.streaming,
+                server: be.server.as_ref(),
+                task_tokens: self.task_tokens,
+            };
+            if ctl.observe(&obs).is_some() {
+                self.refresh(b);
+            }
+        }
+    }
+
+    /// A backend holding requests whose live token count does not move is quarantined. Only
+    /// live signals count (the server's token counter, or streamed tokens): answers counted at
+    /// completion legitimately stay still for a whole long generation, and those backends are
+    /// caught by attempt deadlines instead.
+    fn detect_stalls(&mut self, now: Instant) {
+        let stall_after = self.cfg.timeout.stall_after();
+        for b in 0..self.backends.len() {
+            let be = &mut self.backends[b];
+            let marker = match be.server.as_ref().and_then(|s| s.generation_tokens) {
+                Some(g) => g,
+                None if be.streaming => be.shared.tokens.load(std::sync::atomic::Ordering::Relaxed) as f64,
+                None => continue,
+            };
+            if be.in_flight == 0 || marker != be.progress.1 || !be.breaker.is_closed() {
+                be.progress = (now, marker);
+                continue;
+            }
+            if now.duration_since(be.progress.0) >= stall_after && be.breaker.quarantine(now) {
+                be.progress = (now, marker);
+                let reason = format!(
+                    "no progress for {} with {} requests in flight (stalled)",
+                    humantime::format_duration(Duration::from_secs(stall_after.as_secs())),
+                    be.in_flight
+                );
+                self.eject(b, reason);
+            }
+        }
+    }
+
+    fn start_probes(&mut self, now: Instant) {
+        for b in 0..self.backends.len() {
+            let be = &mut self.backends[b];
+            if be.removed {
+                continue;
+            }
+            let Some(reason) = be.breaker.start_probe(now) else { continue };
+            let prove = match reason {
+                OutReason::Stalled => self.cfg.probe_body.clone(),
+                OutReason::Failing(_) => None,
+            };
+            let (client, addr, tx) = (self.client.clone(), be.addr.clone(), self.probe_tx.clone());
+            tokio::spawn(async move {
+                let ok = attempt::probe(client, addr, prove).await;
+                let _ = tx.send((b, ok));
+            });
+        }
+    }
+
+    pub(super) fn on_probe(&mut self, b: usize, ok: bool) {
+        let now = Instant::now();
+        let be = &mut self.backends[b];
+        if be.breaker.probe_result(ok, now) {
+            if let Limit::Adaptive(a) = &mut be.limit {
+                a.on_readmitted(now);
+            }
+            be.progress = (now, be.progress.1);
+            let label = be.label.to_string();
+            self.refresh(b);
+            self.emit(DispatchEvent::Readmitted { backend: label });
+        }
+    }
+
+    fn check_all_down(&mut self, now: Instant) {
+        let any_up = self.backends.iter().any(|b| b.takes_work());
+        let waiting = self.pending_work() || !self.input_closed;
+        if any_up || self.failing_all {
+            if self.all_down_since.take().is_some() && any_up {
+                self.emit(DispatchEvent::Recovered);
+            }
+            return;
+        }
+        if !waiting || self.in_flight > 0 || self.stopping {
+            return;
+        }
+        match self.all_down_since {
+            None => {
+                self.all_down_since = Some(now);
+                self.emit(DispatchEvent::AllDown { max_wait: self.cfg.max_wait });
+            }
+            Some(since) if now.duration_since(since) >= self.cfg.max_wait => {
+                self.failing_all = true;
+                self.emit(DispatchEvent::GaveUp);
+                let mut ids: Vec<u64> = self.urgent.drain(..).chain(self.queue.drain_ids()).collect();
+                while let Some(Reverse((_, id))) = self.delayed.pop() {
+                    ids.push(id);
+                }
+                for id in ids {
+                    self.fail_no_backend(id);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// At the end of the input, copies stragglers to backends that have room.
+    fn hedge(&mut self, now: Instant) {
+        if !self.cfg.hedge || self.cfg.mode != Mode::Adaptive || !self.input_closed || self.stopping {
+            return;
+        }
+        if self.pending_work() || self.avail.is_empty() || self.attempts.is_empty() {
+            return;
+        }
+        let lat = |l: Option<f64>| l.map(Duration::from_secs_f64);
+        let known: Vec<f64> = self.backends.iter().filter_map(|b| b.latency).collect();
+        if known.is_empty() {
+            return;
+        }
+        let fleet = known.iter().sum::<f64>() / known.len() as f64;
+        let idle: Vec<f64> = (0..self.backends.len())
+            .filter(|&b| self.avail.contains(b))
+            .map(|b| self.backends[b].latency.unwrap_or(fleet))
+            .collect();
+        let idle_expected = idle.iter().copied().fold(f64::INFINITY, f64::min);
+        let slots: usize = (0..self.backends.len())
+            .filter(|&b| self.avail.contains(b))
+            .map(|b| self.backends[b].limit.get().saturating_sub(self.backends[b].in_flight))
+            .sum();
+        let candidates: Vec<Candidate> = self
+            .attempts
+            .iter()
+            .filter(|(_, r)| !r.hedge && self.tasks.get(&r.task).is_some_and(|t| t.live == 1 && t.hedges == 0))
+            .map(|(a, r)| Candidate { attempt: *a, age: now.duration_since(r.started), expected: lat(self.backends[r.backend].latency) })
+            .collect();
+        let picked = hedge::choose(candidates, Duration::from_secs_f64(idle_expected), Duration::from_secs_f64(fleet), slots);
+        for a in picked {
+            let Some(rec) = self.attempts.get(&a) else { continue };
+            let (task, from) = (rec.task, rec.backend);
+            if let Some(b) = self.pick(Some(from)).filter(|&b| b != from) {
+                self.launch(task, b, true);
+                self.report.hedges += 1;
+            }
+        }
+    }
+}

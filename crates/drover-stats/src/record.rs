@@ -1,0 +1,273 @@
+//! Counting finished tasks.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use drover_types::{ErrorCode, Usage};
+use hdrhistogram::Histogram;
+
+use crate::series::Series;
+
+/// One finished task, as the statistics see it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Backend index (snapshot order), if an attempt was made.
+    pub backend: Option<usize>,
+    /// Backend label, if an attempt was made.
+    pub backend_label: Option<String>,
+    /// `None` on success.
+    pub error: Option<ErrorCode>,
+    /// Final attempt's wall time.
+    pub latency: Option<Duration>,
+    /// Final attempt's time to first token (streamed).
+    pub ttft: Option<Duration>,
+    /// Tokens.
+    pub usage: Usage,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Won by a hedge.
+    pub hedged: bool,
+}
+
+/// One backend in a fleet sample.
+#[derive(Debug, Clone)]
+pub struct SampleBackend {
+    /// Label.
+    pub label: String,
+    /// Requests in flight.
+    pub in_flight: usize,
+    /// Limit, if any.
+    pub limit: Option<usize>,
+    /// State name.
+    pub state: &'static str,
+    /// Times ejected.
+    pub ejections: u64,
+    /// Engine, if known.
+    pub engine: Option<&'static str>,
+}
+
+/// The fleet at one moment (from the dispatcher's snapshot).
+#[derive(Debug, Clone, Default)]
+pub struct FleetSample {
+    /// Backends by index.
+    pub backends: Vec<SampleBackend>,
+}
+
+/// Counters for one backend.
+#[derive(Debug, Clone)]
+pub struct BackendStats {
+    /// Label.
+    pub label: String,
+    /// Engine, if known.
+    pub engine: Option<&'static str>,
+    /// Tasks finished successfully here.
+    pub ok: u64,
+    /// Tasks whose final attempt failed here.
+    pub failed: u64,
+    /// Failures by code.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Prompt tokens of answers.
+    pub prompt_tokens: u64,
+    /// Generated tokens of answers.
+    pub completion_tokens: u64,
+    /// Latency of answered attempts, microseconds.
+    pub latency_us: Histogram<u64>,
+    /// Time to first token of streamed answers, microseconds.
+    pub ttft_us: Histogram<u64>,
+    /// Answers won by hedges.
+    pub hedge_wins: u64,
+    /// Times ejected (from the last sample).
+    pub ejections: u64,
+    /// Limit at the last sample.
+    pub last_limit: Option<usize>,
+    /// Sum and count of sampled in-flight counts while the job had work, for the mean.
+    pub in_flight_sum: u64,
+    /// Samples counted in `in_flight_sum`.
+    pub in_flight_samples: u64,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs .. 1 h at 3 significant digits.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+}
+
+impl BackendStats {
+    fn new(label: String) -> Self {
+        BackendStats {
+            label,
+            engine: None,
+            ok: 0,
+            failed: 0,
+            errors: BTreeMap::new(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            latency_us: histogram(),
+            ttft_us: histogram(),
+            hedge_wins: 0,
+            ejections: 0,
+            last_limit: None,
+            in_flight_sum: 0,
+            in_flight_samples: 0,
+        }
+    }
+}
+
+/// Everything counted during a run.
+#[derive(Debug, Clone)]
+pub struct RunStats {
+    /// When the run started.
+    pub started: Instant,
+    /// Tasks that succeeded.
+    pub ok: u64,
+    /// Tasks that failed (records written), by code.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Tasks that failed.
+    pub failed: u64,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Generated tokens.
+    pub completion_tokens: u64,
+    /// Answers won by hedges.
+    pub hedge_wins: u64,
+    /// Tasks that needed more than one attempt.
+    pub retried_tasks: u64,
+    /// Per backend, by index.
+    pub backends: Vec<BackendStats>,
+    /// Latency of all answered attempts, microseconds.
+    pub latency_us: Histogram<u64>,
+    /// Time series.
+    pub series: Series,
+}
+
+impl RunStats {
+    /// Empty statistics starting now.
+    pub fn new(started: Instant) -> RunStats {
+        RunStats {
+            started,
+            ok: 0,
+            errors: BTreeMap::new(),
+            failed: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            hedge_wins: 0,
+            retried_tasks: 0,
+            backends: Vec::new(),
+            latency_us: histogram(),
+            series: Series::new(started),
+        }
+    }
+
+    fn backend(&mut self, i: usize, label: &str) -> &mut BackendStats {
+        while self.backends.len() <= i {
+            self.backends.push(BackendStats::new(String::new()));
+        }
+        let b = &mut self.backends[i];
+        if b.label.is_empty() {
+            b.label = label.to_string();
+        }
+        b
+    }
+
+    /// Counts a finished task.
+    pub fn record(&mut self, r: &Record, now: Instant) {
+        if r.attempts > 1 {
+            self.retried_tasks += 1;
+        }
+        let series_backend = r.backend;
+        match r.error {
+            None => {
+                self.ok += 1;
+                self.prompt_tokens += r.usage.prompt_tokens;
+                self.completion_tokens += r.usage.completion_tokens;
+                self.hedge_wins += u64::from(r.hedged);
+                if let Some(l) = r.latency {
+                    let _ = self.latency_us.record(micros(l));
+                }
+            }
+            Some(code) => {
+                self.failed += 1;
+                *self.errors.entry(code.as_str()).or_default() += 1;
+            }
+        }
+        if let (Some(i), Some(label)) = (r.backend, &r.backend_label) {
+            let b = self.backend(i, label);
+            match r.error {
+                None => {
+                    b.ok += 1;
+                    b.prompt_tokens += r.usage.prompt_tokens;
+                    b.completion_tokens += r.usage.completion_tokens;
+                    b.hedge_wins += u64::from(r.hedged);
+                    if let Some(l) = r.latency {
+                        let _ = b.latency_us.record(micros(l));
+                    }
+                    if let Some(t) = r.ttft {
+                        let _ = b.ttft_us.record(micros(t));
+                    }
+                }
+                Some(code) => {
+                    b.failed += 1;
+                    *b.errors.entry(code.as_str()).or_default() += 1;
+                }
+            }
+        }
+        self.series.record(now, series_backend, r.error.is_none(), r.usage.completion_tokens, r.latency);
+    }
+
+    /// Takes in a fleet sample (limits, in-flight), once a second or so.
+    pub fn sample(&mut self, s: &FleetSample, now: Instant, busy: bool) {
+        for (i, sb) in s.backends.iter().enumerate() {
+            let b = self.backend(i, &sb.label);
+            b.engine = sb.engine.or(b.engine);
+            b.ejections = sb.ejections;
+            b.last_limit = sb.limit;
+            if busy {
+                b.in_flight_sum += sb.in_flight as u64;
+                b.in_flight_samples += 1;
+            }
+        }
+        self.series.sample(now, s);
+    }
+
+    /// Tasks finished (with a record) so far.
+    pub fn done(&self) -> u64 {
+        self.ok + self.failed
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    (d.as_micros() as u64).clamp(1, 3_600_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(backend: usize, error: Option<ErrorCode>, ms: u64, tokens: u64) -> Record {
+        Record {
+            backend: Some(backend),
+            backend_label: Some(format!("b{backend}")),
+            error,
+            latency: Some(Duration::from_millis(ms)),
+            ttft: None,
+            usage: Usage { prompt_tokens: 10, completion_tokens: tokens },
+            attempts: 1,
+            hedged: false,
+        }
+    }
+
+    #[test]
+    fn counts_by_backend_and_code() {
+        let t = Instant::now();
+        let mut s = RunStats::new(t);
+        s.record(&rec(0, None, 100, 5), t);
+        s.record(&rec(1, None, 300, 7), t);
+        s.record(&rec(1, Some(ErrorCode::ServerError), 50, 0), t);
+        assert_eq!((s.ok, s.failed, s.completion_tokens), (2, 1, 12));
+        assert_eq!(s.errors["server_error"], 1);
+        assert_eq!(s.backends[1].ok, 1);
+        assert_eq!(s.backends[1].errors["server_error"], 1);
+        assert_eq!(s.backends[1].label, "b1");
+        let p50 = s.backends[0].latency_us.value_at_quantile(0.5);
+        assert!((99_000..=101_000).contains(&p50), "{p50}");
+    }
+}
