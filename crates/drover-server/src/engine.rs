@@ -96,6 +96,9 @@ impl FinishReason {
 }
 
 /// Progress of one generation, in order: any number of `Token`s, then exactly one `Done` or `Error`.
+///
+/// Send the last `Token` and `Done` back to back (no `.await` in between): the front then puts
+/// `finish_reason` on the last token's SSE chunk, as vLLM does, instead of an extra empty chunk.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GenEvent {
     /// The first token is the end of prefill (time to first token).

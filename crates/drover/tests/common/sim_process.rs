@@ -44,13 +44,21 @@ pub fn start(args: &[&str], instances: usize) -> SimProcess {
                 let _ = child.kill();
                 let mut err = String::new();
                 let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-                panic!("drover sim printed {} of {instances} banner lines; stderr:\n{err}", urls.len());
+                panic!(
+                    "drover sim printed {} of {instances} banner lines; stderr:\n{err}",
+                    urls.len()
+                );
             }
         };
         let prefix = format!("drover sim: instance {} listening on ", urls.len());
-        let rest = line.strip_prefix(&prefix).unwrap_or_else(|| panic!("unexpected banner line {line:?}"));
+        let rest = line
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("unexpected banner line {line:?}"));
         let (url, preset) = rest.split_once(' ').expect("url and preset");
-        assert!(preset.starts_with("(preset ") && preset.ends_with(')'), "{line:?}");
+        assert!(
+            preset.starts_with("(preset ") && preset.ends_with(')'),
+            "{line:?}"
+        );
         urls.push(url.to_string());
     }
     SimProcess { child, urls }
@@ -60,14 +68,20 @@ impl SimProcess {
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self, within: Duration) -> ExitStatus {
         let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
         assert!(sent.success());
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "drover sim did not exit within {within:?} of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "drover sim did not exit within {within:?} of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -82,8 +96,15 @@ impl Drop for SimProcess {
 
 /// Runs `drover sim ARGS` to completion (for flags that make it exit): (code, stderr).
 pub fn run_to_exit(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_drover")).arg("sim").args(args).output().expect("drover runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .arg("sim")
+        .args(args)
+        .output()
+        .expect("drover runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A raw HTTP answer.
@@ -97,13 +118,23 @@ pub struct Answer {
 
 impl Answer {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`); `Err` on a transport error
 /// or when no answer comes within `timeout`.
-pub fn http(url: &str, method: &str, path: &str, body: Option<&str>, extra: &[(&str, &str)], timeout: Duration) -> std::io::Result<Answer> {
+pub fn http(
+    url: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    extra: &[(&str, &str)],
+    timeout: Duration,
+) -> std::io::Result<Answer> {
     let addr = url.strip_prefix("http://").expect("http url");
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(timeout))?;
@@ -121,22 +152,40 @@ pub fn http(url: &str, method: &str, path: &str, body: Option<&str>, extra: &[(&
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = raw.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other(format!("no HTTP head in {raw:?}")))?;
+    let (head, rest) = raw
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP head in {raw:?}")))?;
     let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked { dechunk(rest) } else { rest.to_string() };
-    Ok(Answer { status, headers, body })
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut rest: &str) -> String {
     let mut out = String::new();
     while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || after.len() < n {
             break;
         }
@@ -148,5 +197,8 @@ fn dechunk(mut rest: &str) -> String {
 
 /// `sim-` + the first 8 hex digits of xxh3-64 of `text`: the label of its answer.
 pub fn digest(text: &str) -> String {
-    format!("sim-{}", &format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))[..8])
+    format!(
+        "sim-{}",
+        &format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))[..8]
+    )
 }
