@@ -4,6 +4,7 @@
 
 mod cmd;
 mod exit;
+mod logging;
 
 use std::process::ExitCode;
 
@@ -15,12 +16,22 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+
+    /// More diagnostics on stderr (-v info, -vv debug, -vvv trace); DROVER_LOG sets a filter.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Diagnostics format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a batch of tasks over a fleet of OpenAI-compatible servers (the main job).
     Run(cmd::run::RunArgs),
+    /// Measure serial vs concurrent vs adaptive (and a fixed-concurrency sweep) on one fleet.
+    Bench(cmd::bench::BenchArgs),
     /// vLLM-faithful simulated inference servers, with fault injection.
     Sim(cmd::sim::SimArgs),
     /// The embedded llama.cpp engine as an OpenAI-compatible server.
@@ -29,8 +40,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging::init(cli.verbose, cli.log_format);
     let code = match cli.command {
         Command::Run(args) => cmd::run::main(args),
+        Command::Bench(args) => cmd::bench::main(args),
         Command::Sim(args) => cmd::sim::main(args),
         Command::Serve(args) => cmd::serve::main(args),
     };

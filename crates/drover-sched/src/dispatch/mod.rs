@@ -266,8 +266,9 @@ impl Dispatcher {
             Mode::Adaptive => Limit::Adaptive(Box::new(AdaptiveLimit::new(self.cfg.adaptive.clone()))),
             _ => Limit::Unlimited,
         };
+        // Discovery's scrape counts as the first: the KV size it carries sizes the first limit.
         let server = spec.signals.as_ref().map(|s| ServerView {
-            at: None,
+            at: Some(Instant::now()),
             running: s.running,
             waiting: s.waiting,
             kv_usage: s.kv_usage,

@@ -8,13 +8,17 @@
 //!
 //! 1. **Startup** (TCP slow start, RFC 5681 §3.1, applied to concurrency): double the limit each
 //!    measuring epoch while the token rate still grows by a margin. When the server publishes its
-//!    KV-cache size (vLLM `cache_config_info`), the first limit is sized from it, so short jobs run
-//!    near saturation from the start.
-//! 2. **Steady**: every few epochs probe ×1.25 (kept only if throughput rises) or ×0.8 (kept only
-//!    if throughput holds) — the probing cycle of BBR (Cardwell et al., "BBR: Congestion-Based
-//!    Congestion Control", ACM Queue 2016), with throughput as the bandwidth estimate.
-//! 3. **Ceiling**: when the server says requests are queueing (`num_requests_waiting` > 0 on two
-//!    scrapes) or its KV cache is above 90 %, the limit is cut to what actually runs, whatever
+//!    KV-cache size (vLLM `cache_config_info`), the first limit is what fits in it, so short jobs
+//!    run at saturation from the start.
+//! 2. **Steady**: with the server's queue and KV cache in view, keep stepping ×1.25 towards the KV
+//!    ceiling as long as a step does not cost throughput — for a batch job, a fuller batch is
+//!    never worse until the cache is full. Without them, probe ×1.25 every few epochs and keep
+//!    it only for a clear gain, averaged over two epochs — the probing cycle of BBR (Cardwell et
+//!    al., "BBR: Congestion-Based Congestion Control", ACM Queue 2016), with throughput as the
+//!    bandwidth estimate.
+//! 3. **Ceiling**: when the server says requests are queueing (`num_requests_waiting` > 0 for two
+//!    seconds while `running` stops growing) or its KV cache is above 90 %, the limit is cut to
+//!    what actually runs, whatever
 //!    the throughput says — the feedback vLLM's own data-parallel balancer uses
 //!    (`waiting·4 + running`). A 429/503 cuts it by a quarter (AIMD's decrease).
 //!
@@ -45,8 +49,6 @@ pub struct AdaptiveConfig {
     pub growth_gain_guarded: f64,
     /// Gain a ×1.25 probe must bring to be kept.
     pub probe_gain: f64,
-    /// Loss a ×0.8 probe may cost and still be kept.
-    pub probe_loss: f64,
     /// KV-cache use to stay under.
     pub kv_ceiling: f64,
     /// Steady epochs between probes.
@@ -64,7 +66,6 @@ impl Default for AdaptiveConfig {
             growth_gain: 0.10,
             growth_gain_guarded: 0.03,
             probe_gain: 0.03,
-            probe_loss: 0.005,
             kv_ceiling: 0.90,
             probe_every: 4,
         }
@@ -116,19 +117,37 @@ pub enum Phase {
     Steady,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Probe {
-    Up { base_limit: f64, base_rate: f64 },
-    Down { base_limit: f64, base_rate: f64 },
-}
-
 #[derive(Debug, Clone)]
 struct Epoch {
     settle_at: Instant,
     end_at: Instant,
+    len: Duration,
     first: Option<(Instant, f64)>,
+    last_tokens: Option<f64>,
+    /// Readings in the measuring window that showed new tokens.
+    advances: u32,
     ticks: u32,
     full_ticks: u32,
+}
+
+/// A change being judged: the limit and rate before it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Trial {
+    base_limit: f64,
+    base_rate: f64,
+    /// Rates measured since the change.
+    rates: [f64; 2],
+    measured: usize,
+    /// Epochs to average before judging.
+    needed: usize,
+}
+
+/// The server's queue has been non-empty since `since`, with `running` at most `running_max`.
+#[derive(Debug, Clone, Copy)]
+struct QueueWatch {
+    since: Instant,
+    running_start: f64,
+    running_max: f64,
 }
 
 /// The controller for one backend.
@@ -140,18 +159,23 @@ pub struct AdaptiveLimit {
     epoch: Option<Epoch>,
     /// Startup: the last epoch's (limit, rate).
     prev: Option<(f64, f64)>,
-    probe: Option<Probe>,
+    trial: Option<Trial>,
     steady_epochs: u32,
-    probe_up_next: bool,
+    /// Epochs to hold still after a cut.
+    cooldown: u32,
     /// Mean request latency (s), for epochs measured on completions.
     latency: Option<f64>,
     /// Mean interval between scrapes (s).
     scrape_period: Option<f64>,
     last_scrape: Option<Instant>,
-    waiting_strikes: u32,
+    queue: Option<QueueWatch>,
     sized_from_kv: bool,
     last_rate: Option<f64>,
 }
+
+/// How long the server's queue must stay non-empty, with `running` not growing, before it
+/// counts as the ceiling. Shorter queues are a burst of prompts being prefilled in chunks.
+const QUEUE_PERSISTS: Duration = Duration::from_secs(2);
 
 impl AdaptiveLimit {
     /// A controller at its initial limit.
@@ -163,13 +187,13 @@ impl AdaptiveLimit {
             phase: Phase::Startup,
             epoch: None,
             prev: None,
-            probe: None,
+            trial: None,
             steady_epochs: 0,
-            probe_up_next: true,
+            cooldown: 0,
             latency: None,
             scrape_period: None,
             last_scrape: None,
-            waiting_strikes: 0,
+            queue: None,
             sized_from_kv: false,
             last_rate: None,
         }
@@ -201,22 +225,32 @@ impl AdaptiveLimit {
 
     /// The backend said it is overloaded (429, or 503 with Retry-After).
     pub fn on_overload(&mut self, now: Instant) {
-        self.set(self.limit * 0.75, now);
-        self.phase = Phase::Steady;
+        self.cut(self.limit * 0.75, now, "server overloaded");
     }
 
     /// The backend was ejected and came back: start over from half the limit it had.
     pub fn on_readmitted(&mut self, now: Instant) {
         let l = (self.limit / 2.0).max(self.cfg.initial as f64);
-        self.set(l, now);
+        self.set(l, now, "re-admitted");
         self.phase = Phase::Startup;
         self.prev = None;
     }
 
-    fn set(&mut self, limit: f64, now: Instant) {
-        self.limit = limit.clamp(self.cfg.min as f64, self.cfg.max as f64);
-        self.probe = None;
-        self.start_epoch(now);
+    fn set(&mut self, limit: f64, now: Instant, why: &'static str) {
+        let new = limit.clamp(self.cfg.min as f64, self.cfg.max as f64);
+        tracing::debug!(target: "drover::limit", from = self.limit, to = new, phase = ?self.phase, rate = ?self.last_rate, why, "limit change");
+        self.limit = new;
+        self.epoch = Some(Epoch::new(now));
+    }
+
+    /// Lowers the limit for a ceiling signal and holds it a while.
+    fn cut(&mut self, limit: f64, now: Instant, why: &'static str) {
+        if limit < self.limit {
+            self.set(limit, now, why);
+        }
+        self.phase = Phase::Steady;
+        self.trial = None;
+        self.cooldown = 4;
     }
 
     fn guarded(obs: &Observation<'_>) -> bool {
@@ -235,11 +269,6 @@ impl AdaptiveLimit {
         Duration::from_secs_f64(secs)
     }
 
-    fn start_epoch(&mut self, now: Instant) {
-        // Length is fixed at the first tick of the epoch, when the observation is known.
-        self.epoch = Some(Epoch { settle_at: now, end_at: now, first: None, ticks: 0, full_ticks: 0 });
-    }
-
     /// The freshest token count and when it was true.
     fn reading(obs: &Observation<'_>) -> (Instant, f64) {
         match obs.server.and_then(|s| Some((s.at?, s.generation_tokens?))) {
@@ -252,31 +281,38 @@ impl AdaptiveLimit {
     pub fn observe(&mut self, obs: &Observation<'_>) -> Option<usize> {
         let before = self.limit();
         self.apply_server_signals(obs);
-        if self.epoch.is_none() {
-            self.start_epoch(obs.now);
-        }
         let len = self.epoch_len(obs);
-        let settle = len.mul_f64(self.cfg.settle_fraction);
-        let full = obs.backlog || obs.in_flight as f64 >= 0.9 * self.limit().min(self.cfg.max) as f64;
+        let settle_fraction = self.cfg.settle_fraction;
+        let full = obs.backlog || obs.in_flight as f64 >= 0.9 * self.limit() as f64;
         let (t, tokens) = Self::reading(obs);
-        let ep = self.epoch.as_mut().expect("started above");
+        let ep = self.epoch.get_or_insert_with(|| Epoch::new(obs.now));
         if ep.ticks == 0 {
-            ep.settle_at = obs.now + settle;
+            ep.len = len;
+            ep.settle_at = obs.now + len.mul_f64(settle_fraction);
             ep.end_at = obs.now + len;
         }
         ep.ticks += 1;
         ep.full_ticks += u32::from(full);
-        if ep.first.is_none() && t >= ep.settle_at {
-            ep.first = Some((t, tokens));
+        if ep.first.is_none() {
+            if t >= ep.settle_at {
+                ep.first = Some((t, tokens));
+                ep.last_tokens = Some(tokens);
+            }
+        } else if ep.last_tokens.is_some_and(|l| tokens > l) {
+            ep.advances += 1;
+            ep.last_tokens = Some(tokens);
         }
-        if obs.now >= ep.end_at {
+        // A token counter that moves in big steps (long engine steps, completion counts) needs
+        // a few advances before a rate means anything; don't wait forever for them.
+        let enough = ep.advances >= 3 || obs.now >= ep.end_at + ep.len * 4;
+        if obs.now >= ep.end_at && enough {
             let ep = self.epoch.take().expect("present");
             let kept_full = ep.full_ticks * 5 >= ep.ticks * 4;
             let rate = ep.first.and_then(|(t0, k0)| {
                 let dt = t.saturating_duration_since(t0).as_secs_f64();
                 (dt > 0.0).then(|| (tokens - k0).max(0.0) / dt)
             });
-            self.start_epoch(obs.now);
+            self.epoch = Some(Epoch::new(obs.now));
             if let (true, Some(rate)) = (kept_full, rate) {
                 self.last_rate = Some(rate);
                 self.decide(rate, Self::guarded(obs), obs);
@@ -301,111 +337,141 @@ impl AdaptiveLimit {
         }
         self.last_scrape = Some(at);
 
-        // Size the first limit from the KV cache: half of what fits, so startup still climbs.
+        // Size the first limit from the KV cache: as many tasks as fit, counting each at its full
+        // max_tokens (an upper bound: answers that stop early leave room). For a batch job a
+        // full batch is the fastest start; the throughput checks still apply from here.
         if !self.sized_from_kv && self.phase == Phase::Startup && self.prev.is_none() {
             if let (Some(cap), Some(per_task)) = (s.kv_capacity_tokens, obs.task_tokens) {
                 if per_task > 0.0 {
                     self.sized_from_kv = true;
                     let fit = self.cfg.kv_ceiling * cap / per_task;
-                    let l = (fit / 2.0).max(self.cfg.initial as f64);
+                    let l = fit.max(self.cfg.initial as f64);
                     if l > self.limit {
-                        self.set(l, obs.now);
+                        self.set(l, obs.now, "sized from the KV cache");
                     }
+                    // Doubling past what fits would only queue in the server; from here the
+                    // steady rules grow the limit if answers turn out shorter than max_tokens.
+                    self.phase = Phase::Steady;
                 }
             }
         }
 
+        // A queue in the server is a ceiling only when the server stopped admitting: requests
+        // also queue while a burst of prompts is prefilled in chunks, and then `running` grows.
         let in_flight = obs.in_flight as f64;
-        if s.waiting.unwrap_or(0.0) >= 1.0 {
-            self.waiting_strikes += 1;
-            if self.waiting_strikes >= 2 && in_flight >= self.limit * 0.9 {
-                let running_ours = (in_flight - s.waiting.unwrap_or(0.0)).max(self.cfg.min as f64);
-                if running_ours < self.limit {
-                    self.set(running_ours, obs.now);
-                    self.phase = Phase::Steady;
-                }
+        let running = s.running.unwrap_or(0.0);
+        let waiting = s.waiting.unwrap_or(0.0);
+        if waiting >= 1.0 {
+            let q = self.queue.get_or_insert(QueueWatch { since: at, running_start: running, running_max: running });
+            q.running_max = q.running_max.max(running);
+            if q.running_max > q.running_start + 0.5 {
+                *q = QueueWatch { since: at, running_start: running, running_max: running };
+            } else if at.saturating_duration_since(q.since) >= QUEUE_PERSISTS && in_flight >= self.limit * 0.9 {
+                self.queue = None;
+                let running_ours = (in_flight - waiting).max(self.cfg.min as f64);
+                self.cut(running_ours, obs.now, "server queue persists");
             }
         } else {
-            self.waiting_strikes = 0;
+            self.queue = None;
         }
         if let Some(kv) = s.kv_usage {
             if kv > self.cfg.kv_ceiling && in_flight > 0.0 {
-                let fits = in_flight * self.cfg.kv_ceiling / kv;
-                if fits < self.limit {
-                    self.set(fits, obs.now);
-                    self.phase = Phase::Steady;
-                }
+                self.cut(in_flight * self.cfg.kv_ceiling / kv, obs.now, "KV cache nearly full");
             }
         }
     }
 
-    /// Room left under the KV ceiling, as a factor on the current in-flight count.
-    fn kv_room(obs: &Observation<'_>) -> f64 {
-        match obs.server.and_then(|s| s.kv_usage) {
-            Some(kv) if kv > 0.01 => 0.9 / kv,
+    /// How much the limit could grow before the KV cache reaches its ceiling, judged from the
+    /// cache use of what actually runs (∞ without KV figures).
+    fn kv_room(&self, obs: &Observation<'_>) -> f64 {
+        let Some(s) = obs.server else { return f64::INFINITY };
+        match (s.kv_usage, s.running) {
+            (Some(kv), Some(running)) if kv > 0.01 && running >= 1.0 => {
+                let per_request = kv / running;
+                self.cfg.kv_ceiling / (per_request * self.limit.max(1.0))
+            }
+            (Some(kv), _) if kv > 0.01 => self.cfg.kv_ceiling / kv,
             _ => f64::INFINITY,
         }
     }
 
+    /// Whether the server is running (nearly) everything drover sent it: only then does its KV
+    /// use show what the current limit costs. During a burst of prefills it lags behind.
+    fn server_caught_up(&self, obs: &Observation<'_>) -> bool {
+        match obs.server.and_then(|s| s.running) {
+            Some(running) => running >= 0.9 * obs.in_flight as f64 && obs.in_flight as f64 >= 0.9 * self.limit,
+            None => true,
+        }
+    }
+
     fn decide(&mut self, rate: f64, guarded: bool, obs: &Observation<'_>) {
+        if let Some(mut trial) = self.trial.take() {
+            trial.rates[trial.measured.min(1)] = rate;
+            trial.measured += 1;
+            if trial.measured < trial.needed {
+                self.trial = Some(trial);
+                return;
+            }
+            let mean = trial.rates[..trial.needed].iter().sum::<f64>() / trial.needed as f64;
+            let need = if guarded { 1.0 - 0.10 } else { 1.0 + self.cfg.probe_gain };
+            if mean < trial.base_rate * need {
+                self.set(trial.base_limit, obs.now, "change did not pay");
+                self.cooldown = 2;
+            }
+            return;
+        }
+        if self.cooldown > 0 {
+            self.cooldown -= 1;
+            return;
+        }
         match self.phase {
             Phase::Startup => {
                 let need = if guarded { self.cfg.growth_gain_guarded } else { self.cfg.growth_gain };
                 match self.prev {
                     Some((prev_limit, prev_rate)) if rate < prev_rate * (1.0 + need) => {
-                        if rate < prev_rate * 0.95 {
+                        if rate < prev_rate * 0.90 {
                             // Throughput fell: the doubling overshot.
-                            self.set(prev_limit, obs.now);
+                            self.set(prev_limit, obs.now, "doubling overshot");
                         }
                         self.phase = Phase::Steady;
                     }
                     _ => {
                         self.prev = Some((self.limit, rate));
-                        let target = (self.limit * 2.0).min(self.limit * Self::kv_room(obs).max(1.0));
-                        if target.min(self.cfg.max as f64) <= self.limit {
+                        let target = (self.limit * 2.0).min(self.limit * self.kv_room(obs).max(1.0)).min(self.cfg.max as f64);
+                        if target < self.limit + 1.0 {
                             self.phase = Phase::Steady;
                         } else {
-                            self.set(target, obs.now);
+                            self.set(target, obs.now, "startup doubling");
                         }
                     }
+                }
+            }
+            Phase::Steady if guarded => {
+                // The server guards the ceiling (queue, KV): keep its batch as full as fits,
+                // backing off only if a step up costs throughput.
+                let room = self.kv_room(obs);
+                if room > 1.2 && self.queue.is_none() && self.server_caught_up(obs) && self.limit < self.cfg.max as f64 {
+                    let target = (self.limit * 1.25).max(self.limit + 1.0).min(self.limit * room);
+                    self.trial = Some(Trial { base_limit: self.limit, base_rate: rate, rates: [0.0; 2], measured: 0, needed: 1 });
+                    self.set(target, obs.now, "filling towards the KV ceiling");
                 }
             }
             Phase::Steady => {
-                if let Some(probe) = self.probe.take() {
-                    match probe {
-                        Probe::Up { base_limit, base_rate } if rate < base_rate * (1.0 + self.cfg.probe_gain) => {
-                            self.set(base_limit, obs.now);
-                        }
-                        Probe::Down { base_limit, base_rate } if rate < base_rate * (1.0 - self.cfg.probe_loss) => {
-                            self.set(base_limit, obs.now);
-                        }
-                        _ => {}
-                    }
-                    return;
-                }
+                // No server signals: probe upwards now and then, keep only a clear gain.
                 self.steady_epochs += 1;
-                if self.steady_epochs % self.cfg.probe_every != 0 {
-                    return;
-                }
-                let up = self.probe_up_next;
-                self.probe_up_next = !up;
-                let base = (self.limit, rate);
-                let target = if up {
-                    (self.limit * 1.25).max(self.limit + 1.0).min(self.limit * Self::kv_room(obs).max(1.0))
-                } else {
-                    (self.limit * 0.8).min(self.limit - 1.0)
-                };
-                let target = target.clamp(self.cfg.min as f64, self.cfg.max as f64);
-                if (target - self.limit).abs() >= 1.0 {
-                    self.set(target, obs.now);
-                    self.probe = Some(if up {
-                        Probe::Up { base_limit: base.0, base_rate: base.1 }
-                    } else {
-                        Probe::Down { base_limit: base.0, base_rate: base.1 }
-                    });
+                if self.steady_epochs % self.cfg.probe_every == 0 && self.limit < self.cfg.max as f64 {
+                    let target = (self.limit * 1.25).max(self.limit + 1.0);
+                    self.trial = Some(Trial { base_limit: self.limit, base_rate: rate, rates: [0.0; 2], measured: 0, needed: 2 });
+                    self.set(target, obs.now, "probing up");
                 }
             }
         }
+    }
+}
+
+impl Epoch {
+    fn new(now: Instant) -> Epoch {
+        Epoch { settle_at: now, end_at: now, len: Duration::ZERO, first: None, last_tokens: None, advances: 0, ticks: 0, full_ticks: 0 }
     }
 }
 
@@ -505,7 +571,7 @@ mod tests {
             server: Some(&view),
             task_tokens: Some(400.0),
         });
-        assert_eq!(changed, Some(450), "0.9 * 400k / 400 / 2");
+        assert_eq!(changed, Some(900), "0.9 * 400k / 400");
     }
 
     #[test]
@@ -517,6 +583,7 @@ mod tests {
         let view = ServerView { at: Some(now), kv_usage: Some(0.99), ..ServerView::default() };
         c.observe(&Observation { now, in_flight: 75, backlog: true, client_tokens: 0, client_tokens_live: false, server: Some(&view), task_tokens: None });
         assert_eq!(c.limit(), 68, "75 * 0.9 / 0.99");
+        assert_eq!(c.phase(), Phase::Steady);
     }
 
     #[test]
