@@ -32,6 +32,12 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Measure serial vs concurrent vs adaptive (and a fixed-concurrency sweep) on one fleet.
     Bench(cmd::bench::BenchArgs),
+    /// Health, model, engine kind and live load of each backend.
+    Probe(cmd::probe::ProbeArgs),
+    /// Start, watch and stop a local fleet of inference servers.
+    Launch(cmd::launch::LaunchArgs),
+    /// The OpenAI Batch API (/v1/files, /v1/batches) over your own fleet.
+    BatchServer(cmd::batch_server::BatchServerArgs),
     /// vLLM-faithful simulated inference servers, with fault injection.
     Sim(cmd::sim::SimArgs),
     /// The embedded llama.cpp engine as an OpenAI-compatible server.
@@ -44,6 +50,9 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run(args) => cmd::run::main(args),
         Command::Bench(args) => cmd::bench::main(args),
+        Command::Probe(args) => cmd::probe::main(args),
+        Command::Launch(args) => cmd::launch::main(args),
+        Command::BatchServer(args) => cmd::batch_server::main(args),
         Command::Sim(args) => cmd::sim::main(args),
         Command::Serve(args) => cmd::serve::main(args),
     };

@@ -156,4 +156,12 @@ pub struct RunArgs {
     /// Less output (no progress, no banner).
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Structured answers.
+    #[command(flatten)]
+    pub analyze: super::analyze::AnalyzeArgs,
+
+    /// Reports and live metrics.
+    #[command(flatten)]
+    pub observe: super::observe::ObserveArgs,
 }

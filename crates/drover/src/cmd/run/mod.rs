@@ -1,7 +1,9 @@
 //! `drover run`: the batch job.
 
+pub mod analyze;
 mod args;
 mod embedded;
+pub mod observe;
 mod plan;
 mod progress;
 mod signals;
@@ -22,6 +24,13 @@ use crate::exit;
 
 /// Runs `drover run`; returns the exit code.
 pub fn main(args: RunArgs) -> u8 {
+    run_on(args, Vec::new())
+}
+
+/// Runs `drover run` on `backends` (e.g. a fleet `drover launch` just started) in addition to
+/// any the arguments name; returns the exit code.
+pub fn run_on(mut args: RunArgs, backends: Vec<String>) -> u8 {
+    args.backends.extend(backends);
     let plan = match plan::plan(&args, &|k| std::env::var(k).ok()) {
         Ok(p) => p,
         Err(e) => {
@@ -89,8 +98,19 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
     }
     let mode = plan.mode.resolve(fleet.backends.len());
 
+    let analysis = match analyze::setup(&args.analyze, &fleet) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("drover run: {e}");
+            return exit::USAGE;
+        }
+    };
+    let steps = if analysis.active { 6 } else { 3 };
     let mut defaults = plan.defaults.clone();
     defaults.model = fleet.model.clone();
+    for (k, v) in &analysis.extra_body {
+        defaults.extra_body.entry(k.clone()).or_insert_with(|| v.clone());
+    }
     let probe_body = serde_json::to_vec(&serde_json::json!({
         "model": fleet.model,
         "messages": [{"role": "user", "content": "ping"}],
@@ -122,8 +142,8 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
         client,
         backends: fleet.backends.clone(),
         membership: None,
-        checker: None,
-        answers: None,
+        checker: analysis.checker.clone(),
+        answers: analysis.sink.clone(),
         sync_every: Duration::from_secs(1),
     };
     let (job, handles) = match Job::prepare(spec) {
@@ -159,8 +179,16 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
     if let Some((_, var)) = &plan.api_key {
         say(format!("  api key: from ${var}"));
     }
-    say("[step 1/2] dispatching tasks".into());
+    say(format!("[step 1/{steps}] load and validate tasks: {}", if args.strict { "every line checked (--strict)" } else { "lines are checked as they are read" }));
+    say(format!("[step 2/{steps}] dispatch tasks"));
 
+    let observer = match observe::start(&args.observe, observe::Live { progress: &handles.progress, snapshot: &handles.snapshot, stats: &handles.stats }).await {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("drover run: {e}");
+            return exit::USAGE;
+        }
+    };
     signals::watch(handles.control.clone(), args.grace, resume_command());
     let display = progress::Display::start(
         mode.name().to_string(),
@@ -183,7 +211,12 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
         }
     };
 
-    say("[step 2/2] summary".into());
+    match analyze::finish(&args.analyze, &analysis, &plan.output) {
+        Ok(Some(lines)) => say(lines),
+        Ok(None) => {}
+        Err(e) => eprintln!("drover run: {e}"),
+    }
+    say(format!("[step {steps}/{steps}] report"));
     let info = SummaryInfo {
         mode: mode.name().to_string(),
         concurrency: mode.global_limit(),
@@ -212,6 +245,9 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
     }
     if !args.quiet {
         eprint!("{}", summary.to_text());
+    }
+    if let Err(e) = observe::finish(&args.observe, observer, &result.stats, &summary).await {
+        eprintln!("drover run: {e}");
     }
     if let Some(path) = &args.summary {
         let text = serde_json::to_string_pretty(&summary).expect("summary serializes");
