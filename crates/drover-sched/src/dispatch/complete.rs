@@ -13,6 +13,10 @@ use crate::check::Verdict;
 use crate::limit::Limit;
 use crate::view::{DispatchEvent, Finished, Outcome};
 
+/// Overload answers a task may get before it fails anyway (a server that only ever says
+/// "slow down" must not hold a task forever).
+const MAX_OVERLOAD_RETRIES: u32 = 100;
+
 impl Dispatcher {
     pub(super) fn on_done(&mut self, done: Done) {
         // Reports of attempts the loop cancelled itself arrive as `Lost`: their ids are gone.
@@ -147,7 +151,12 @@ impl Dispatcher {
             self.report.unfinished += 1;
             return;
         }
-        if self.cfg.retry.should_retry(&failure, ts.attempts) {
+        if matches!(failure, Failure::Overloaded { .. }) {
+            ts.overloaded += 1;
+        }
+        let counted = ts.attempts - ts.overloaded.min(ts.attempts);
+        let overload_retry = matches!(failure, Failure::Overloaded { .. }) && ts.overloaded <= MAX_OVERLOAD_RETRIES;
+        if overload_retry || self.cfg.retry.should_retry(&failure, counted) {
             ts.avoid = Some(b);
             let wait = self.cfg.retry.backoff(&failure, ts.attempts, &mut self.rng);
             self.delayed.push(Reverse((Instant::now() + wait, task_id)));

@@ -122,6 +122,9 @@ pub(crate) struct TaskState {
     task: Arc<Task>,
     body: Bytes,
     attempts: u32,
+    /// Attempts answered "slow down" (429, 503 with Retry-After): retried without using up
+    /// the attempt budget — the server asked for a later try, the task did nothing wrong.
+    overloaded: u32,
     hedges: u32,
     repairs: u32,
     live: u8,
@@ -420,6 +423,7 @@ impl Dispatcher {
             task: Arc::new(task),
             body,
             attempts: 0,
+            overloaded: 0,
             hedges: 0,
             repairs: 0,
             live: 0,

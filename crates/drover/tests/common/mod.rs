@@ -2,6 +2,7 @@
 //! test servers on port 0, and small file utilities.
 #![allow(dead_code)]
 
+pub mod fleet;
 pub mod server;
 
 use std::path::{Path, PathBuf};

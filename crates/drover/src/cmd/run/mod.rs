@@ -264,10 +264,13 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
         );
         return exit::INTERRUPTED;
     }
-    if summary.tasks.failed > 0 {
+    // The exit code speaks for the whole output: failures kept from an earlier run count too.
+    let kept = result.resume.map_or(0, |r| r.failed_kept);
+    if summary.tasks.failed + kept > 0 {
         say(format!(
-            "drover: {} task(s) failed; each has a record in {} (retry them with --resume --retry-failed)",
-            summary.tasks.failed,
+            "drover: {} task(s) failed{}; each has a record in {} (retry them with --resume --retry-failed)",
+            summary.tasks.failed + kept,
+            if kept > 0 { format!(" ({kept} in earlier runs)") } else { String::new() },
             plan.output.display()
         ));
         return exit::TASKS_FAILED;
