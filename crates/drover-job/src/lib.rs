@@ -12,6 +12,7 @@
 mod answers;
 mod collect;
 mod discover;
+pub mod membership;
 mod read;
 
 use std::path::PathBuf;

@@ -15,6 +15,7 @@ use crate::view::{DispatchEvent, FleetSnapshot};
 impl Dispatcher {
     pub(super) fn on_tick(&mut self, snapshot: &Arc<Mutex<FleetSnapshot>>) {
         let now = Instant::now();
+        self.retire_drained();
         self.update_limits(now);
         self.detect_stalls(now);
         self.start_probes(now);
@@ -22,6 +23,18 @@ impl Dispatcher {
         self.hedge(now);
         self.backlog = false;
         self.publish(snapshot);
+    }
+
+    /// A backend that left membership is gone once its last request finished.
+    fn retire_drained(&mut self) {
+        for be in &mut self.backends {
+            if be.draining && !be.removed && be.in_flight == 0 {
+                be.removed = true;
+                if let Some(s) = be.scraper.take() {
+                    s.abort();
+                }
+            }
+        }
     }
 
     fn update_limits(&mut self, now: Instant) {

@@ -68,7 +68,22 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
 
     // [step 1] the fleet.
     let mut _embedded = None;
+    let sources = drover_job::membership::Sources {
+        fixed: match &plan.backends {
+            BackendSource::List(l) => l.clone(),
+            BackendSource::Embedded => Vec::new(),
+        },
+        file: plan.backends_file.clone(),
+        dns: plan.dns.clone(),
+    };
     let addrs: Vec<BackendAddr> = match &plan.backends {
+        BackendSource::List(_) if sources.is_dynamic() => match wait_for_members(&sources, args.max_wait, &say).await {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("drover run: {e}");
+                return exit::USAGE;
+            }
+        },
         BackendSource::List(l) => l.clone(),
         BackendSource::Embedded => {
             say("drover: no backend given (-b, DROVER_BACKENDS, VLLM_PORTS): starting the embedded engine".into());
@@ -139,9 +154,11 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
         shard: plan.shard,
         strict: args.strict,
         dispatch,
-        client,
+        client: client.clone(),
         backends: fleet.backends.clone(),
-        membership: None,
+        membership: sources.is_dynamic().then(|| {
+            drover_job::membership::watch(client.clone(), sources.clone(), fleet.model.clone(), fleet.backends.clone(), Duration::from_secs(2))
+        }),
         checker: analysis.checker.clone(),
         answers: analysis.sink.clone(),
         sync_every: Duration::from_secs(1),
@@ -276,6 +293,30 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
         return exit::TASKS_FAILED;
     }
     exit::OK
+}
+
+/// With a backends file or dns:// names, waits (up to `--max-wait`) for the first member.
+async fn wait_for_members(
+    sources: &drover_job::membership::Sources,
+    max_wait: Duration,
+    say: &dyn Fn(String),
+) -> Result<Vec<BackendAddr>, String> {
+    let start = std::time::Instant::now();
+    let mut announced = false;
+    loop {
+        let addrs = sources.resolve().await?;
+        if !addrs.is_empty() {
+            return Ok(addrs);
+        }
+        if start.elapsed() >= max_wait {
+            return Err(format!("no backend appeared within {} (--max-wait)", humantime::format_duration(max_wait)));
+        }
+        if !announced {
+            announced = true;
+            say("drover: no backend listed yet (--backends-file / dns://); waiting for one".into());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 fn bytes_from(v: Vec<u8>) -> bytes::Bytes {
