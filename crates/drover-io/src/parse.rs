@@ -138,6 +138,7 @@ pub fn parse_line(line: u64, bytes: &[u8], cfg: &ParseConfig) -> Result<Task, Li
         body: Bytes::from(bytes),
         prompt_tokens_est,
         max_tokens,
+        group: 0,
     })
 }
 

@@ -130,6 +130,7 @@ impl Collector {
             latency_ms: f.latency.map(|l| l.as_millis() as u64),
             hedged: f.hedged,
             repairs: f.repairs,
+            finished_at: Some(unix_ms()),
             answer,
         };
         let (line, error) = match f.outcome {
@@ -187,7 +188,7 @@ impl Collector {
             custom_id: i.custom_id,
             response: None,
             error: Some(ErrorRecord { code: i.code, message: i.message }),
-            drover: Some(Meta { line: i.line, ..Meta::default() }),
+            drover: Some(Meta { line: i.line, finished_at: Some(unix_ms()), ..Meta::default() }),
         };
         self.writer.push(&line)?;
         self.count(Record {
@@ -211,6 +212,10 @@ impl Collector {
         self.progress.output_tokens.fetch_add(r.usage.completion_tokens, Ordering::Relaxed);
         self.stats.lock().expect("stats lock").record(&r, Instant::now());
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn failure_status(f: &drover_types::Failure) -> Option<u16> {

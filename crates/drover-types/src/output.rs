@@ -100,6 +100,9 @@ pub struct Meta {
     /// Repair rounds used to get a valid structured answer.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub repairs: u32,
+    /// When the line was recorded, Unix time in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<u64>,
     /// The structured answer parsed from the response (with `--schema`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<Box<RawValue>>,

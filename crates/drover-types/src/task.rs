@@ -22,6 +22,9 @@ pub struct Task {
     pub prompt_tokens_est: u32,
     /// The request's `max_tokens` (or `max_completion_tokens`), when it sets one.
     pub max_tokens: Option<u32>,
+    /// Which job the task belongs to when one dispatcher serves several (the batch server's
+    /// batches); 0 for a single job.
+    pub group: u32,
 }
 
 impl Task {

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""A job whose mix changes midway: the first half has short prompts, the second 2k-token prompts.
+
+Target (issue: adaptive scheduling): adaptive reaches >= 90% of the best fixed concurrency in
+each half. Method, on fresh `drover sim` fleets (4 x llama-3.1-8b-h100, real time):
+  * baselines: each half run alone, `--mode concurrent --workers N` for N in SWEEP;
+    its throughput = its output tokens / (first send .. last finish);
+  * adaptive: the whole job in one `drover run`; each half's throughput is measured the same
+    way over that half's own tasks (first send .. last finish of that half). The windows
+    overlap at the change (read-ahead), which counts against adaptive, not for it.
+Usage: bench/sched/mixed_halves.py [--half N] [--sweep 64,256,1024] [--drover target/release/drover]
+"""
+import argparse, json, os, random, subprocess, sys, tempfile
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--half", type=int, default=6000)
+ap.add_argument("--instances", type=int, default=4)
+ap.add_argument("--short", type=int, default=230)
+ap.add_argument("--long", type=int, default=2048)
+ap.add_argument("--short-out", type=int, default=200)
+ap.add_argument("--long-out", type=int, default=128)
+ap.add_argument("--sweep", default="64,256,1024,2048")
+ap.add_argument("--drover", default="target/release/drover")
+ap.add_argument("--json")
+a = ap.parse_args()
+
+WORDS = "the report shows quarterly revenue growth across regions while costs remained stable analysts expect".split()
+rng = random.Random(7)
+tmp = tempfile.mkdtemp(prefix="drover-mixed-")
+
+def prompt(tokens, tag):
+    words = [tag]
+    while sum(len(w) + 1 for w in words) < tokens * 4:
+        words.append(rng.choice(WORDS))
+    return " ".join(words)[: tokens * 4]
+
+def write(path, specs):
+    with open(path, "w") as f:
+        for cid, tokens, out in specs:
+            f.write(json.dumps({"id": cid, "prompt": prompt(tokens, cid), "max_tokens": out}) + "\n")
+
+h1 = [(f"a{i}", a.short, a.short_out) for i in range(a.half)]
+h2 = [(f"b{i}", a.long, a.long_out) for i in range(a.half)]
+paths = {"h1": os.path.join(tmp, "h1.jsonl"), "h2": os.path.join(tmp, "h2.jsonl"), "all": os.path.join(tmp, "all.jsonl")}
+write(paths["h1"], h1); write(paths["h2"], h2); write(paths["all"], h1 + h2)
+
+def start_sim():
+    p = subprocess.Popen([a.drover, "sim", "--ports", ",".join(["0"] * a.instances)], stdout=subprocess.PIPE, text=True)
+    urls = []
+    while len(urls) < a.instances:
+        line = p.stdout.readline()
+        urls.append(line.split(" listening on ")[1].split()[0])
+    return p, ",".join(urls)
+
+def run(path, extra):
+    sim, backends = start_sim()
+    out = os.path.join(tmp, "out.jsonl")
+    try:
+        subprocess.run([a.drover, "run", path, "-o", out, "--overwrite", "-b", backends, "-q"] + extra, check=False)
+    finally:
+        sim.terminate(); sim.wait()
+    rows = []
+    with open(out) as f:
+        for line in f:
+            r = json.loads(line)
+            d = r["drover"]
+            usage = (r.get("response") or {}).get("body", {}).get("usage", {})
+            rows.append((r["custom_id"], d["finished_at"] - d.get("latency_ms", 0), d["finished_at"], usage.get("completion_tokens", 0)))
+    return rows
+
+def rate(rows, prefix):
+    sel = [r for r in rows if r[0].startswith(prefix)]
+    start = min(r[1] for r in sel); end = max(r[2] for r in sel)
+    return sum(r[3] for r in sel) / ((end - start) / 1000.0)
+
+results = {"half": a.half, "instances": a.instances, "fixed": {}, "adaptive": {}}
+for n in [int(x) for x in a.sweep.split(",")]:
+    for half, prefix in (("h1", "a"), ("h2", "b")):
+        r = rate(run(paths[half], ["--mode", "concurrent", "--workers", str(n)]), prefix)
+        results["fixed"].setdefault(half, {})[n] = r
+        print(f"fixed {n:>5} {half}: {r:8.0f} out tok/s", flush=True)
+rows = run(paths["all"], [])
+for half, prefix in (("h1", "a"), ("h2", "b")):
+    r = rate(rows, prefix)
+    best_n, best = max(results["fixed"][half].items(), key=lambda kv: kv[1])
+    results["adaptive"][half] = {"rate": r, "best_fixed": best, "best_n": best_n, "ratio": r / best}
+    print(f"adaptive {half}: {r:8.0f} out tok/s = {100*r/best:.1f}% of the best fixed ({best:.0f} at N={best_n})", flush=True)
+if a.json:
+    json.dump(results, open(a.json, "w"), indent=2)
