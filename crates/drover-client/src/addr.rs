@@ -4,6 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use drover_types::Endpoint;
+
 /// Where one backend answers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BackendAddr {
@@ -13,6 +15,9 @@ pub struct BackendAddr {
     pub root: String,
     /// Short name for messages and reports, e.g. `10.0.0.5:8000`.
     pub label: String,
+    /// The endpoints' URIs, parsed once: URL parsing cost more per request than the rest of
+    /// the dispatcher together.
+    endpoints: [http::Uri; 3],
 }
 
 /// A backend string that is not an address.
@@ -35,7 +40,7 @@ impl BackendAddr {
         }
         if s.bytes().all(|b| b.is_ascii_digit()) {
             let port = parse_port(s).ok_or_else(|| bad("port out of range"))?;
-            return Ok(Self::from_parts("http", &format!("127.0.0.1:{port}"), ""));
+            return Self::from_parts("http", &format!("127.0.0.1:{port}"), "").map_err(|e| bad(&e));
         }
         let (scheme, rest) = match s.split_once("://") {
             Some((sc, rest)) => {
@@ -68,14 +73,25 @@ impl BackendAddr {
         if !has_port && !s.contains("://") {
             return Err(bad("no port"));
         }
-        let path = if path.is_empty() { "/v1" } else { path };
-        Ok(Self::from_parts(&scheme, authority, path))
+        Self::from_parts(&scheme, authority, path).map_err(|e| bad(&e))
     }
 
-    fn from_parts(scheme: &str, authority: &str, path: &str) -> BackendAddr {
+    fn from_parts(scheme: &str, authority: &str, path: &str) -> Result<BackendAddr, String> {
         let path = if path.is_empty() { "/v1" } else { path };
         let root = format!("{scheme}://{authority}");
-        BackendAddr { base: format!("{root}{path}"), label: authority.to_string(), root }
+        let base = format!("{root}{path}");
+        let parse = |e: Endpoint| format!("{base}/{}", e.path()).parse::<http::Uri>().map_err(|err| err.to_string());
+        let endpoints = [parse(Endpoint::ChatCompletions)?, parse(Endpoint::Completions)?, parse(Endpoint::Embeddings)?];
+        Ok(BackendAddr { base, label: authority.to_string(), root, endpoints })
+    }
+
+    /// The URI of an endpoint.
+    pub fn endpoint(&self, e: Endpoint) -> &http::Uri {
+        &self.endpoints[match e {
+            Endpoint::ChatCompletions => 0,
+            Endpoint::Completions => 1,
+            Endpoint::Embeddings => 2,
+        }]
     }
 
     /// `{base}/{path}`, e.g. `url("chat/completions")`.

@@ -32,11 +32,21 @@ impl Default for ClientConfig {
 #[error("cannot build the HTTP client: {0}")]
 pub struct ClientError(#[source] reqwest::Error);
 
+/// The hot path's HTTP/1.1 client: hyper directly. reqwest (kept for the occasional health,
+/// model and metrics requests) re-parsed every URL twice per request, which cost more than the
+/// whole dispatch loop.
+type FastClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<Bytes>,
+>;
+
 /// A shared HTTP client for every backend (one connection pool per host).
 #[derive(Clone)]
 pub struct Client {
     pub(crate) http: reqwest::Client,
+    fast: FastClient,
     pub(crate) api_key: Option<Arc<str>>,
+    auth: Option<http::HeaderValue>,
 }
 
 /// How to send one attempt.
@@ -91,13 +101,13 @@ impl AttemptError {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
-    #[serde(default)]
-    usage: Option<Usage>,
-    #[serde(default)]
-    choices: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    data: Option<serde::de::IgnoredAny>,
+struct Envelope<'a> {
+    #[serde(default, borrow)]
+    usage: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    choices: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
 }
 
 impl Client {
@@ -110,9 +120,28 @@ impl Client {
             // silently route loopback traffic away.
             .no_proxy()
             .pool_idle_timeout(Duration::from_secs(30))
+            // Inference servers do not redirect, and the redirect layer re-parses every URL.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(ClientError)?;
-        Ok(Client { http, api_key: config.api_key.map(Arc::from) })
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        let fast = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(https);
+        let auth = config.api_key.as_ref().and_then(|k| {
+            let mut v = http::HeaderValue::from_str(&format!("Bearer {k}")).ok()?;
+            v.set_sensitive(true);
+            Some(v)
+        });
+        Ok(Client { http, fast, api_key: config.api_key.map(Arc::from), auth })
     }
 
     pub(crate) fn get(&self, url: String) -> reqwest::RequestBuilder {
@@ -137,21 +166,21 @@ impl Client {
     ) -> Result<Answer, AttemptError> {
         let stream = opts.stream && endpoint.generates();
         let payload = if stream { with_stream_fields(body) } else { body.clone() };
-        let mut rb = self
-            .http
-            .post(backend.url(endpoint.path()))
+        let mut req = http::Request::post(backend.endpoint(endpoint).clone())
             .header(http::header::CONTENT_TYPE, "application/json")
-            .header("x-request-id", opts.request_id)
-            .body(payload);
-        if let Some(k) = &self.api_key {
-            rb = rb.bearer_auth(k);
+            .header("x-request-id", opts.request_id);
+        if let Some(a) = &self.auth {
+            req = req.header(http::header::AUTHORIZATION, a.clone());
         }
+        let req = req
+            .body(http_body_util::Full::new(payload))
+            .map_err(|e| AttemptError::new(Failure::Rejected { status: 0 }, format!("cannot build the request: {e}")))?;
         let work = async {
-            let resp = rb.send().await.map_err(classify_transport)?;
+            let resp = self.fast.request(req).await.map_err(classify_request)?;
             let status = resp.status().as_u16();
             if !(200..300).contains(&status) {
                 let retry_after = resp.headers().get(http::header::RETRY_AFTER).and_then(parse_retry_after);
-                let bytes = resp.bytes().await.unwrap_or_default();
+                let bytes = read_all(resp.into_body()).await.unwrap_or_default();
                 return Err(http_error(status, retry_after, &bytes));
             }
             // A server may ignore `stream` and answer with plain JSON: take it as it comes.
@@ -161,9 +190,9 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("text/event-stream"));
             if stream && is_sse {
-                read_stream(resp, endpoint, opts.idle_timeout, tokens).await
+                read_stream(resp.into_body(), status, endpoint, opts.idle_timeout, tokens).await
             } else {
-                let bytes = resp.bytes().await.map_err(classify_transport)?;
+                let bytes = read_all(resp.into_body()).await.map_err(classify_body)?;
                 let (body, usage) = check_body(&bytes, endpoint)?;
                 if let Some(t) = tokens {
                     t.fetch_add(usage.completion_tokens, Ordering::Relaxed);
@@ -239,12 +268,13 @@ impl StreamRead<'_> {
 }
 
 async fn read_stream(
-    mut resp: reqwest::Response,
+    mut body: hyper::body::Incoming,
+    status: u16,
     endpoint: Endpoint,
     idle: Duration,
     tokens: Option<&AtomicU64>,
 ) -> Result<Answer, AttemptError> {
-    let status = resp.status().as_u16();
+    use http_body_util::BodyExt;
     let mut parser = SseParser::default();
     let mut st = StreamRead {
         start: Instant::now(),
@@ -256,22 +286,26 @@ async fn read_stream(
         tokens,
     };
     loop {
-        match tokio::time::timeout(idle, resp.chunk()).await {
+        match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => {
                 return Err(AttemptError::new(
                     Failure::Timeout,
                     format!("stream stalled: nothing for {}", humanize(idle)),
                 ));
             }
-            Ok(Err(e)) => {
+            Ok(Some(Err(e))) => {
                 // A server that closes without [DONE] after the final chunk is done, not broken.
                 if st.asm.is_finished() {
                     break;
                 }
-                return Err(classify_transport(e));
+                return Err(classify_body(e));
             }
-            Ok(Ok(None)) => break,
-            Ok(Ok(Some(bytes))) => parser.feed(&bytes, &mut |d| st.on_event(d)),
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => {
+                if let Ok(bytes) = frame.into_data() {
+                    parser.feed(&bytes, &mut |d| st.on_event(d));
+                }
+            }
         }
         if st.done || st.failure.is_some() {
             break;
@@ -297,10 +331,17 @@ async fn read_stream(
     Ok(Answer { status, body, usage, ttft: st.ttft })
 }
 
+/// The whole body.
+async fn read_all(body: hyper::body::Incoming) -> Result<Bytes, hyper::Error> {
+    use http_body_util::BodyExt;
+    Ok(body.collect().await?.to_bytes())
+}
+
 /// Validates a 2xx body: JSON, with the field the endpoint returns.
 fn check_body(bytes: &[u8], endpoint: Endpoint) -> Result<(Box<RawValue>, Usage), AttemptError> {
     let garbage = |why: String| AttemptError::new(Failure::Garbage, why);
-    let env: Envelope = serde_json::from_slice(bytes).map_err(|e| garbage(format!("response is not JSON: {e}: {}", snippet(bytes))))?;
+    // One validating pass; the fields looked at are borrowed slices of the input.
+    let env: Envelope<'_> = serde_json::from_slice(bytes).map_err(|e| garbage(format!("response is not JSON: {e}: {}", snippet(bytes))))?;
     let has_payload = match endpoint {
         Endpoint::Embeddings => env.data.is_some(),
         _ => env.choices.is_some(),
@@ -308,17 +349,27 @@ fn check_body(bytes: &[u8], endpoint: Endpoint) -> Result<(Box<RawValue>, Usage)
     if !has_payload {
         return Err(garbage(format!("response has no {}: {}", if endpoint == Endpoint::Embeddings { "data" } else { "choices" }, snippet(bytes))));
     }
-    let text = String::from_utf8(bytes.to_vec()).map_err(|e| garbage(e.to_string()))?;
-    let body = RawValue::from_string(text).map_err(|e| garbage(e.to_string()))?;
-    Ok((body, env.usage.unwrap_or_default()))
+    let usage = env.usage.and_then(|u| serde_json::from_str::<Usage>(u.get()).ok()).unwrap_or_default();
+    // Valid JSON (just parsed) is valid UTF-8; the body is kept as a raw value for the output.
+    let text = std::str::from_utf8(bytes).map_err(|e| garbage(e.to_string()))?;
+    let body: Box<RawValue> = serde_json::from_str(text).map_err(|e| garbage(e.to_string()))?;
+    Ok((compact(body), usage))
+}
+
+/// A body pretty-printed across lines would break the output's one-line-per-task format. In
+/// valid JSON a raw newline can only be whitespace between tokens, so it can simply go.
+fn compact(body: Box<RawValue>) -> Box<RawValue> {
+    if !body.get().contains(['\n', '\r']) {
+        return body;
+    }
+    let text: String = body.get().chars().filter(|c| *c != '\n' && *c != '\r').collect();
+    RawValue::from_string(text).expect("removing whitespace keeps JSON valid")
 }
 
 fn http_error(status: u16, retry_after: Option<Duration>, bytes: &[u8]) -> AttemptError {
     let failure = Failure::from_status(status, retry_after);
     let message = format!("HTTP {status}: {}", server_message(bytes));
-    let body = std::str::from_utf8(bytes)
-        .ok()
-        .and_then(|s| serde_json::from_str::<Box<RawValue>>(s).ok());
+    let body = serde_json::from_slice::<Box<RawValue>>(bytes).ok().map(compact);
     AttemptError { failure, message, body }
 }
 
@@ -378,6 +429,18 @@ fn classify_transport(e: reqwest::Error) -> AttemptError {
     AttemptError::new(failure, error_chain(&e))
 }
 
+/// The same for the hot path's client.
+fn classify_request(e: hyper_util::client::legacy::Error) -> AttemptError {
+    let failure = if e.is_connect() { Failure::Connect } else { Failure::Reset };
+    AttemptError::new(failure, error_chain(&e))
+}
+
+/// A response body that broke off.
+fn classify_body(e: hyper::Error) -> AttemptError {
+    let failure = if e.is_timeout() { Failure::Timeout } else { Failure::Reset };
+    AttemptError::new(failure, error_chain(&e))
+}
+
 /// `outer: inner: innermost`, so "connection refused" is visible behind reqwest's wrapper.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -428,6 +491,8 @@ mod tests {
         assert_eq!(check_body(b"<html>oops", Endpoint::ChatCompletions).unwrap_err().failure, Failure::Garbage);
         assert_eq!(check_body(br#"{"error":"x"}"#, Endpoint::ChatCompletions).unwrap_err().failure, Failure::Garbage);
         assert!(check_body(br#"{"data":[]}"#, Endpoint::Embeddings).is_ok());
+        let (b, _) = check_body(b"{\n  \"choices\": [\"a\\nb\"]\n}\r\n", Endpoint::ChatCompletions).unwrap();
+        assert_eq!(b.get(), r#"{  "choices": ["a\nb"]}"#, "pretty-printed bodies become one line");
     }
 
     #[test]

@@ -5,9 +5,13 @@
 //! - [`series`]: per-second time series with bounded memory.
 //! - [`summary`]: the end-of-run summary (terminal table and `--summary FILE.json`, whose JSON
 //!   Schema is `docs/summary.schema.json`).
+//! - [`report`]: the self-contained HTML report (`--report FILE.html`), charts as inline SVG.
+//! - [`prometheus`]: the text exposition of a running job (`--metrics-addr`).
 #![forbid(unsafe_code)]
 
+pub mod prometheus;
 mod record;
+pub mod report;
 pub mod series;
 pub mod summary;
 

@@ -210,7 +210,7 @@ impl RunStats {
                 }
             }
         }
-        self.series.record(now, series_backend, r.error.is_none(), r.usage.completion_tokens, r.latency);
+        self.series.record_outcome(now, series_backend, r.error.map(|c| c.as_str()), r.usage.completion_tokens, r.latency);
     }
 
     /// Takes in a fleet sample (limits, in-flight), once a second or so.

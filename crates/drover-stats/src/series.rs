@@ -26,6 +26,8 @@ pub struct BackendRow {
     pub samples: u16,
     /// Samples that had a limit.
     pub limit_samples: u16,
+    /// Sum of answered attempts' latencies, seconds.
+    pub latency_sum: f64,
 }
 
 impl BackendRow {
@@ -39,6 +41,11 @@ impl BackendRow {
         (self.limit_samples > 0).then(|| self.limit_sum / f32::from(self.limit_samples))
     }
 
+    /// Mean latency of the answers in the bucket, seconds.
+    pub fn mean_latency(&self) -> Option<f64> {
+        (self.completions > 0).then(|| self.latency_sum / f64::from(self.completions))
+    }
+
     fn merge(&mut self, o: &BackendRow) {
         self.completions += o.completions;
         self.errors += o.errors;
@@ -47,6 +54,7 @@ impl BackendRow {
         self.limit_sum += o.limit_sum;
         self.samples = self.samples.saturating_add(o.samples);
         self.limit_samples = self.limit_samples.saturating_add(o.limit_samples);
+        self.latency_sum += o.latency_sum;
     }
 }
 
@@ -63,6 +71,44 @@ pub struct Row {
     pub latency_sum: f64,
     /// Per backend, by index.
     pub backends: Vec<BackendRow>,
+    /// Failed tasks by error code (those recorded through [`Series::record_outcome`]).
+    pub error_codes: Vec<(&'static str, u32)>,
+}
+
+impl Row {
+    /// Mean latency of the answers in the bucket, seconds.
+    pub fn mean_latency(&self) -> Option<f64> {
+        (self.completions > 0).then(|| self.latency_sum / f64::from(self.completions))
+    }
+
+    /// Failures of one code in the bucket.
+    pub fn errors_of(&self, code: &str) -> u32 {
+        self.error_codes.iter().find(|(c, _)| *c == code).map_or(0, |(_, n)| *n)
+    }
+
+    /// Adds another bucket's figures to this one (neighbours merged into a wider bucket).
+    pub fn merge(&mut self, o: &Row) {
+        self.completions += o.completions;
+        self.errors += o.errors;
+        self.tokens += o.tokens;
+        self.latency_sum += o.latency_sum;
+        if self.backends.len() < o.backends.len() {
+            self.backends.resize_with(o.backends.len(), BackendRow::default);
+        }
+        for (a, b) in self.backends.iter_mut().zip(&o.backends) {
+            a.merge(b);
+        }
+        for &(code, n) in &o.error_codes {
+            self.count_code(code, n);
+        }
+    }
+
+    fn count_code(&mut self, code: &'static str, n: u32) {
+        match self.error_codes.iter_mut().find(|(c, _)| *c == code) {
+            Some((_, k)) => *k += n,
+            None => self.error_codes.push((code, n)),
+        }
+    }
 }
 
 /// The series.
@@ -106,16 +152,7 @@ impl Series {
         for pair in old.chunks(2) {
             let mut r = pair[0].clone();
             if let Some(o) = pair.get(1) {
-                r.completions += o.completions;
-                r.errors += o.errors;
-                r.tokens += o.tokens;
-                r.latency_sum += o.latency_sum;
-                if r.backends.len() < o.backends.len() {
-                    r.backends.resize_with(o.backends.len(), BackendRow::default);
-                }
-                for (a, b) in r.backends.iter_mut().zip(&o.backends) {
-                    a.merge(b);
-                }
+                r.merge(o);
             }
             self.rows.push(r);
         }
@@ -124,6 +161,26 @@ impl Series {
 
     /// Counts one finished task.
     pub fn record(&mut self, now: Instant, backend: Option<usize>, ok: bool, tokens: u64, latency: Option<Duration>) {
+        self.count(now, backend, ok, tokens, latency);
+    }
+
+    /// Counts one finished task with the code of its failure (`None`: it succeeded), so that
+    /// reports can draw failures over time by code.
+    pub fn record_outcome(
+        &mut self,
+        now: Instant,
+        backend: Option<usize>,
+        error: Option<&'static str>,
+        tokens: u64,
+        latency: Option<Duration>,
+    ) {
+        let row = self.count(now, backend, error.is_none(), tokens, latency);
+        if let Some(code) = error {
+            row.count_code(code, 1);
+        }
+    }
+
+    fn count(&mut self, now: Instant, backend: Option<usize>, ok: bool, tokens: u64, latency: Option<Duration>) -> &mut Row {
         let row = self.row(now);
         if ok {
             row.completions += 1;
@@ -140,10 +197,12 @@ impl Series {
             if ok {
                 br.completions += 1;
                 br.tokens += tokens;
+                br.latency_sum += latency.map_or(0.0, |l| l.as_secs_f64());
             } else {
                 br.errors += 1;
             }
         }
+        row
     }
 
     /// Takes in a fleet sample.
@@ -184,5 +243,22 @@ mod tests {
         assert!(s.width() >= Duration::from_secs(8));
         let tokens: u64 = s.rows().iter().map(|r| r.tokens).sum();
         assert_eq!(tokens, 5010);
+    }
+
+    #[test]
+    fn error_codes_and_backend_latency_survive_merging() {
+        let t0 = Instant::now();
+        let mut s = Series::new(t0);
+        s.record_outcome(t0, Some(0), Some("timeout"), 0, None);
+        s.record_outcome(t0 + Duration::from_secs(1), Some(0), Some("timeout"), 0, None);
+        s.record_outcome(t0 + Duration::from_secs(1), Some(1), Some("server_error"), 0, None);
+        s.record_outcome(t0 + Duration::from_secs(1), Some(1), None, 4, Some(Duration::from_millis(500)));
+        assert_eq!(s.rows()[1].errors_of("timeout"), 1);
+        assert_eq!(s.rows()[1].backends[1].mean_latency(), Some(0.5));
+        // Push the run past MAX_ROWS so the first two buckets merge into one.
+        s.record_outcome(t0 + Duration::from_secs(MAX_ROWS as u64), None, None, 0, None);
+        let r = &s.rows()[0];
+        assert_eq!((r.errors_of("timeout"), r.errors_of("server_error"), r.errors), (2, 1, 3));
+        assert_eq!(r.backends[1].mean_latency(), Some(0.5));
     }
 }

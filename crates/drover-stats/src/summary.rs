@@ -253,17 +253,23 @@ impl Summary {
         if self.backends.is_empty() {
             return s;
         }
+        // "in flight" (mean while it had work) and "limit" (adaptive mode, at the end) are the
+        // concurrency each backend settled at.
         let _ = writeln!(
             s,
-            "{:<24} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6} {:>6}",
-            "backend", "tasks", "share", "out tok/s", "p50 ms", "p90 ms", "p99 ms", "ttft p50", "limit", "errors"
+            "{:<24} {:>8} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>6}",
+            "backend", "tasks", "share", "out tok/s", "p50 ms", "p90 ms", "p99 ms", "ttft p50", "in flight", "limit", "failed"
         );
         for b in &self.backends {
             let p = |f: fn(&Percentiles) -> f64| b.latency_ms.as_ref().map_or("-".into(), |l| format!("{:.0}", f(l)));
             let errors: u64 = b.errors.values().sum();
+            let mut notes: Vec<String> = b.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            if b.ejections > 0 {
+                notes.push(format!("{} ejection{}", b.ejections, if b.ejections == 1 { "" } else { "s" }));
+            }
             let _ = writeln!(
                 s,
-                "{:<24} {:>8} {:>5.1}% {:>9.0} {:>9} {:>9} {:>9} {:>8} {:>6} {:>6}{}",
+                "{:<24} {:>8} {:>5.1}% {:>9.0} {:>8} {:>8} {:>8} {:>8} {:>9.1} {:>6} {:>6}{}",
                 truncate(&b.backend, 24),
                 b.succeeded,
                 b.share * 100.0,
@@ -272,9 +278,10 @@ impl Summary {
                 p(|l| l.p90),
                 p(|l| l.p99),
                 b.ttft_ms.as_ref().map_or("-".into(), |l| format!("{:.0}", l.p50)),
+                b.mean_in_flight,
                 b.final_limit.map_or("-".into(), |l| l.to_string()),
                 errors,
-                if b.ejections > 0 { format!("  ({} ejections)", b.ejections) } else { String::new() },
+                if notes.is_empty() { String::new() } else { format!("  ({})", notes.join(", ")) },
             );
         }
         s
@@ -344,6 +351,10 @@ mod tests {
         let text = s.to_text();
         assert!(text.contains("9 ok, 1 failed"), "{text}");
         assert!(text.contains("127.0.0.1:8001"), "{text}");
+        // The backend that failed a task says with which code.
+        let line = text.lines().find(|l| l.starts_with("127.0.0.1:8001")).unwrap();
+        assert!(line.ends_with("(timeout 1)"), "{line}");
+        assert!(text.lines().any(|l| l.contains("in flight") && l.contains("limit") && l.contains("ttft p50")), "{text}");
     }
 
     #[test]

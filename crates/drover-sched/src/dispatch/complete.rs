@@ -26,7 +26,7 @@ impl Dispatcher {
         self.in_flight -= 1;
         self.refresh(b);
         let Some(ts) = self.tasks.get_mut(&rec.task) else { return };
-        ts.live -= 1;
+        ts.forget(done.attempt);
         match done.result {
             AttemptResult::Answered { answer, verdict } => {
                 let be = &mut self.backends[b];
@@ -168,8 +168,9 @@ impl Dispatcher {
 
     /// Cancels the other live attempts of a task (its hedge or original).
     fn cancel_siblings(&mut self, task_id: u64) {
-        let siblings: Vec<u64> = self.attempts.iter().filter(|(_, r)| r.task == task_id).map(|(a, _)| *a).collect();
-        for a in siblings {
+        let Some(ts) = self.tasks.get(&task_id) else { return };
+        let (ids, n) = (ts.live_ids, usize::from(ts.live));
+        for &a in ids.iter().take(n) {
             self.cancel_attempt(a);
         }
     }

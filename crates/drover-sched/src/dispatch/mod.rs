@@ -120,6 +120,8 @@ struct AttemptRec {
 
 pub(crate) struct TaskState {
     task: Arc<Task>,
+    /// Ids of this task's attempts in flight (an original and at most one hedge).
+    live_ids: [u64; 2],
     body: Bytes,
     attempts: u32,
     /// Attempts answered "slow down" (429, 503 with Retry-After): retried without using up
@@ -139,6 +141,39 @@ struct LastFailure {
     backend: usize,
     request_id: String,
 }
+
+impl TaskState {
+    /// An attempt of this task ended (answered, failed or cancelled).
+    fn forget(&mut self, attempt: u64) {
+        self.live -= 1;
+        if self.live_ids[0] == attempt {
+            self.live_ids[0] = self.live_ids[1];
+        }
+        self.live_ids[1] = u64::MAX;
+    }
+}
+
+/// Hashes ids the loop hands out itself (sequential u64s): SipHash's protection against
+/// chosen keys buys nothing here and costs more than the rest of a map lookup.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing spreads sequential ids over the table's high and low bits.
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// Fresh tasks waiting for a backend: input order (seed modes) or longest first (adaptive).
 enum Queue {
@@ -183,8 +218,8 @@ pub struct Dispatcher {
     rr_cursor: usize,
     rng: SmallRng,
     in_flight: usize,
-    attempts: HashMap<u64, AttemptRec>,
-    tasks: HashMap<u64, TaskState>,
+    attempts: IdMap<AttemptRec>,
+    tasks: IdMap<TaskState>,
     urgent: VecDeque<u64>,
     queue: Queue,
     delayed: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -228,8 +263,8 @@ impl Dispatcher {
             avail: AvailSet::default(),
             rr_cursor: 0,
             in_flight: 0,
-            attempts: HashMap::new(),
-            tasks: HashMap::new(),
+            attempts: IdMap::default(),
+            tasks: IdMap::default(),
             urgent: VecDeque::new(),
             queue,
             delayed: BinaryHeap::new(),
@@ -421,6 +456,7 @@ impl Dispatcher {
         let body = task.body.clone();
         self.tasks.insert(id, TaskState {
             task: Arc::new(task),
+            live_ids: [u64::MAX; 2],
             body,
             attempts: 0,
             overloaded: 0,
@@ -482,9 +518,10 @@ impl Dispatcher {
         } else {
             ts.attempts += 1;
         }
-        ts.live += 1;
         let attempt = self.next_attempt_id;
         self.next_attempt_id += 1;
+        ts.live_ids[usize::from(ts.live).min(1)] = attempt;
+        ts.live += 1;
         let request_id = format!("req_{:08x}{:012x}", self.run_tag, attempt);
         let be = &mut self.backends[b];
         be.in_flight += 1;
@@ -515,7 +552,7 @@ impl Dispatcher {
         self.backends[rec.backend].in_flight -= 1;
         self.in_flight -= 1;
         if let Some(ts) = self.tasks.get_mut(&rec.task) {
-            ts.live -= 1;
+            ts.forget(attempt);
         }
         self.refresh(rec.backend);
         Some(rec)

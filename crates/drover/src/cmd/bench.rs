@@ -87,6 +87,10 @@ pub struct BenchArgs {
     /// Write the results as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+
+    /// Write a self-contained HTML report: the comparison table and each run's curves.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
 }
 
 /// One measured run.
@@ -150,6 +154,9 @@ async fn bench(args: BenchArgs) -> Result<u8, String> {
     if !args.speed_factors.is_empty() && args.speed_factors.len() != instances && args.speed_factors.len() != 1 {
         return Err(format!("--speed-factors has {} values for {instances} instances", args.speed_factors.len()));
     }
+    if let Some(path) = &args.report {
+        crate::cmd::run::observe::check_writable(path)?;
+    }
     let workers = args.workers.unwrap_or(instances);
     let mut points = Vec::new();
     for m in &args.modes {
@@ -182,6 +189,7 @@ async fn bench(args: BenchArgs) -> Result<u8, String> {
         }
     );
     let mut rows: Vec<Row> = Vec::new();
+    let mut run_stats: Vec<drover_stats::RunStats> = Vec::new();
     for (k, Point::Mode(mode, label)) in points.into_iter().enumerate() {
         let input = match &args.input {
             Some(p) => p.clone(),
@@ -209,7 +217,8 @@ async fn bench(args: BenchArgs) -> Result<u8, String> {
             Some(f) => f.urls().iter().map(|u| BackendAddr::parse(u).expect("sim url")).collect(),
             None => args.backends.iter().map(|b| BackendAddr::parse(b).map_err(|e| e.to_string())).collect::<Result<_, _>>()?,
         };
-        let row = run_point(&client, addrs, mode, &label, &input, dir.path(), &args).await?;
+        let (row, stats) = run_point(&client, addrs, mode, &label, &input, dir.path(), &args).await?;
+        run_stats.push(stats);
         eprintln!(
             "  {:<16} {:>6}/{:<6} in {:>7} → {:>8.1} tasks/s {:>9.0} out tok/s{}",
             row.label,
@@ -241,7 +250,35 @@ async fn bench(args: BenchArgs) -> Result<u8, String> {
         std::fs::write(path, serde_json::to_string_pretty(&doc).expect("json") + "\n")
             .map_err(|e| format!("cannot write --json {}: {e}", path.display()))?;
     }
+    if let Some(path) = &args.report {
+        write_report(path, &args, &rows, &run_stats)?;
+    }
     Ok(exit::OK)
+}
+
+/// `--report`: the seed's table (the same cells as printed) and the runs' curves.
+fn write_report(path: &std::path::Path, args: &BenchArgs, rows: &[Row], stats: &[drover_stats::RunStats]) -> Result<(), String> {
+    use drover_stats::report::{BenchReport, BenchRun, Table};
+    let text = table(rows);
+    let cells = |line: &str| line.trim().trim_matches('|').split('|').map(|c| c.trim().to_string()).collect::<Vec<_>>();
+    let mut lines = text.lines().filter(|l| l.starts_with('|') && !l.starts_with("|-"));
+    let headers = lines.next().map(cells).unwrap_or_default();
+    let report = BenchReport {
+        description: vec![
+            ("tasks".into(), match &args.input {
+                Some(p) => p.display().to_string(),
+                None => synthetic_description(args),
+            }),
+            ("fleet".into(), match args.sim {
+                Some(n) => format!("{n} simulated instances ({}, time scale {})", args.preset, args.time_scale),
+                None => args.backends.join(", "),
+            }),
+        ],
+        table: Table { headers, rows: lines.map(cells).collect() },
+        notes: text.lines().filter(|l| !l.starts_with('|')).map(str::to_string).collect(),
+        runs: rows.iter().zip(stats).map(|(r, s)| BenchRun { label: &r.label, stats: s, wall_seconds: r.wall_s }).collect(),
+    };
+    std::fs::write(path, drover_stats::report::bench_report(&report)).map_err(|e| format!("cannot write --report {}: {e}", path.display()))
 }
 
 fn synthetic_description(args: &BenchArgs) -> String {
@@ -297,7 +334,7 @@ async fn run_point(
     input: &std::path::Path,
     dir: &std::path::Path,
     args: &BenchArgs,
-) -> Result<Row, String> {
+) -> Result<(Row, drover_stats::RunStats), String> {
     let fleet = drover_job::discover(client, addrs, args.model.as_deref(), Duration::from_secs(30)).await.map_err(|e| e.to_string())?;
     let instances = fleet.backends.len();
     let spec = JobSpec {
@@ -338,7 +375,7 @@ async fn run_point(
         let snap = handles.snapshot.lock().expect("snapshot").clone();
         snap.backends.iter().map(|b| b.limit).collect()
     };
-    Ok(Row {
+    let row = Row {
         mode: mode.name().to_string(),
         label: label.to_string(),
         instances,
@@ -352,7 +389,8 @@ async fn run_point(
         output_tokens_per_s: stats.completion_tokens as f64 / wall,
         failed: stats.failed,
         mean_latency_s: (!stats.latency_us.is_empty()).then(|| stats.latency_us.mean() / 1e6),
-    })
+    };
+    Ok((row, result.stats))
 }
 
 /// The seed's comparison table, with measured numbers.
