@@ -359,7 +359,7 @@ fn check_body(bytes: &[u8], endpoint: Endpoint) -> Result<(Box<RawValue>, Usage)
 /// A body pretty-printed across lines would break the output's one-line-per-task format. In
 /// valid JSON a raw newline can only be whitespace between tokens, so it can simply go.
 fn compact(body: Box<RawValue>) -> Box<RawValue> {
-    if !body.get().contains(['\n', '\r']) {
+    if !body.get().bytes().any(|b| b == b'\n' || b == b'\r') {
         return body;
     }
     let text: String = body.get().chars().filter(|c| *c != '\n' && *c != '\r').collect();

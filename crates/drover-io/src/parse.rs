@@ -103,17 +103,21 @@ pub fn parse_line(line: u64, bytes: &[u8], cfg: &ParseConfig) -> Result<Task, Li
 
     let (endpoint, mut body) = if let Some(template) = &cfg.template {
         let rendered = template.render(&obj).map_err(|m| err(id, m))?;
-        simple_request(&obj, rendered_input(rendered, id)?, &cfg.defaults, id)?
+        simple_request(obj, rendered_input(rendered, id)?, &cfg.defaults, id)?
     } else if obj.contains_key("body") || obj.contains_key("url") {
         batch_request(obj, id)?
-    } else if let Some(messages) = obj.get("messages") {
+    } else if obj.contains_key("messages") {
+        let mut obj = obj;
+        let messages = obj.remove("messages").expect("checked above");
         let messages = check_messages(messages, id)?;
-        simple_request(&obj, Input::Messages(messages), &cfg.defaults, id)?
-    } else if let Some(prompt) = obj.get("prompt") {
-        let Value::String(p) = prompt else {
-            return Err(err(id, format!("\"prompt\" must be a string, found {}", kind(prompt))));
+        simple_request(obj, Input::Messages(messages), &cfg.defaults, id)?
+    } else if obj.contains_key("prompt") {
+        let mut obj = obj;
+        let prompt = match obj.remove("prompt").expect("checked above") {
+            Value::String(p) => p,
+            other => return Err(err(id, format!("\"prompt\" must be a string, found {}", kind(&other)))),
         };
-        simple_request(&obj, Input::Text(p.clone()), &cfg.defaults, id)?
+        simple_request(obj, Input::Text(prompt), &cfg.defaults, id)?
     } else {
         return Err(err(
             id,
@@ -178,7 +182,7 @@ fn batch_request(mut obj: Map<String, Value>, id: Option<&str>) -> Result<(Endpo
     match endpoint {
         Endpoint::ChatCompletions => {
             let m = body.get("messages").ok_or_else(|| err(id, "chat request body has no \"messages\""))?;
-            check_messages(m, id)?;
+            check_message_list(m, id)?;
         }
         Endpoint::Completions if !body.contains_key("prompt") => {
             return Err(err(id, "completion request body has no \"prompt\""));
@@ -200,22 +204,19 @@ fn rendered_input(r: Rendered, id: Option<&str>) -> Result<Input, LineError> {
     match r {
         Rendered::Text(t) if t.is_empty() => Err(err(id, "template rendered an empty prompt")),
         Rendered::Text(t) => Ok(Input::Text(t)),
-        Rendered::Messages(m) => Ok(Input::Messages(check_messages(&Value::Array(m), id)?)),
+        Rendered::Messages(m) => Ok(Input::Messages(check_messages(Value::Array(m), id)?)),
     }
 }
 
 fn simple_request(
-    obj: &Map<String, Value>,
+    mut obj: Map<String, Value>,
     input: Input,
     defaults: &RequestDefaults,
     id: Option<&str>,
 ) -> Result<(Endpoint, Map<String, Value>), LineError> {
-    let mut body = Map::new();
-    for key in REQUEST_PARAMS {
-        if let Some(v) = obj.get(*key) {
-            body.insert((*key).to_string(), v.clone());
-        }
-    }
+    // The task's own request parameters move into the body; the rest is the task's data.
+    obj.retain(|k, _| REQUEST_PARAMS.contains(&k.as_str()));
+    let mut body = obj;
     let endpoint = match input {
         Input::Text(text) if defaults.completions => {
             let prompt = match &defaults.system {
@@ -252,7 +253,15 @@ fn message(role: &str, content: &str) -> Value {
     Value::Object(m)
 }
 
-fn check_messages(v: &Value, id: Option<&str>) -> Result<Vec<Value>, LineError> {
+fn check_messages(v: Value, id: Option<&str>) -> Result<Vec<Value>, LineError> {
+    check_message_list(&v, id)?;
+    match v {
+        Value::Array(items) => Ok(items),
+        _ => unreachable!("checked to be an array"),
+    }
+}
+
+fn check_message_list(v: &Value, id: Option<&str>) -> Result<(), LineError> {
     let Value::Array(items) = v else {
         return Err(err(id, format!("\"messages\" must be an array, found {}", kind(v))));
     };
@@ -265,7 +274,7 @@ fn check_messages(v: &Value, id: Option<&str>) -> Result<Vec<Value>, LineError> 
             _ => return Err(err(id, format!("messages[{i}] needs a string \"role\" (system, user, assistant, tool)"))),
         }
     }
-    Ok(items.clone())
+    Ok(())
 }
 
 /// Fills in flag defaults under the task's own fields.

@@ -15,6 +15,6 @@ mod usage;
 pub use endpoint::{Endpoint, UnknownEndpoint};
 pub use failure::Failure;
 pub use id::{IdHash, id_hash};
-pub use output::{ErrorCode, ErrorRecord, Meta, OutputLine, ResponsePart, request_id};
+pub use output::{ErrorCode, ErrorRecord, Meta, OutputLine, ResponsePart, push_hex, request_id};
 pub use task::Task;
 pub use usage::Usage;

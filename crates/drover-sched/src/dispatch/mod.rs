@@ -522,7 +522,10 @@ impl Dispatcher {
         self.next_attempt_id += 1;
         ts.live_ids[usize::from(ts.live).min(1)] = attempt;
         ts.live += 1;
-        let request_id = format!("req_{:08x}{:012x}", self.run_tag, attempt);
+        let mut request_id = String::with_capacity(24);
+        request_id.push_str("req_");
+        drover_types::push_hex(&mut request_id, u128::from(self.run_tag), 8);
+        drover_types::push_hex(&mut request_id, u128::from(attempt), 12);
         let be = &mut self.backends[b];
         be.in_flight += 1;
         self.in_flight += 1;
