@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 use drover_io::OutputWriter;
 use drover_sched::{FleetSnapshot, Finished, Outcome};
 use drover_stats::{FleetSample, Record, RunStats, SampleBackend};
-use drover_types::{ErrorCode, ErrorRecord, Meta, OutputLine, ResponsePart, Usage, request_id};
-use rand::rngs::SmallRng;
-use rand::{RngExt, SeedableRng};
+use drover_types::{ErrorCode, Usage};
 use tokio::sync::mpsc;
 
 use crate::answers::AnswerSink;
+use crate::lines::LineMaker;
 
 /// A record for an input line that never became a task.
 #[derive(Debug)]
@@ -56,6 +55,7 @@ pub(crate) struct Collector {
     pub progress: Arc<Progress>,
     pub snapshot: Arc<Mutex<FleetSnapshot>>,
     pub answers: Option<Arc<dyn AnswerSink>>,
+    pub lines: LineMaker,
 }
 
 impl Collector {
@@ -64,7 +64,6 @@ impl Collector {
         mut finished: mpsc::Receiver<Finished>,
         mut invalid: mpsc::Receiver<InvalidLine>,
     ) -> std::io::Result<OutputWriter> {
-        let mut rng = SmallRng::from_rng(&mut rand::rng());
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut last_sample = Instant::now();
         let (mut f_open, mut i_open) = (true, true);
@@ -72,9 +71,9 @@ impl Collector {
             tokio::select! {
                 m = finished.recv(), if f_open => match m {
                     Some(f) => {
-                        self.finished(f, &mut rng)?;
+                        self.finished(f)?;
                         while let Ok(f) = finished.try_recv() {
-                            self.finished(f, &mut rng)?;
+                            self.finished(f)?;
                         }
                         self.writer.flush()?;
                     }
@@ -82,7 +81,7 @@ impl Collector {
                 },
                 m = invalid.recv(), if i_open => match m {
                     Some(i) => {
-                        self.invalid(i, &mut rng)?;
+                        self.invalid(i)?;
                         self.writer.flush()?;
                     }
                     None => i_open = false,
@@ -122,74 +121,39 @@ impl Collector {
         self.stats.lock().expect("stats lock").sample(&sample, now, busy);
     }
 
-    fn finished(&mut self, f: Finished, rng: &mut SmallRng) -> std::io::Result<()> {
-        let meta = |answer| Meta {
-            line: f.task.line,
-            backend: f.backend.as_ref().map(|b| b.to_string()),
-            attempts: f.attempts,
-            latency_ms: f.latency.map(|l| l.as_millis() as u64),
-            hedged: f.hedged,
-            repairs: f.repairs,
-            finished_at: Some(unix_ms()),
-            answer,
-        };
-        let (line, error) = match f.outcome {
-            Outcome::Success { status, body, answer } => {
-                if let (Some(sink), Some(a)) = (&self.answers, &answer) {
+    fn finished(&mut self, f: Finished) -> std::io::Result<()> {
+        let error = match &f.outcome {
+            Outcome::Success { answer, .. } => {
+                if let (Some(sink), Some(a)) = (&self.answers, answer) {
                     sink.accept(&f.task, a);
                 }
-                let line = OutputLine {
-                    id: request_id("batch_req_", rng.random()),
-                    custom_id: f.task.custom_id.to_string(),
-                    response: Some(ResponsePart { status_code: status, request_id: f.request_id.clone(), body }),
-                    error: None,
-                    drover: Some(meta(answer)),
-                };
-                (line, None)
+                None
             }
-            Outcome::Failed { failure, message, body } => {
-                let code = failure.code();
+            Outcome::Failed { failure, .. } => {
                 if let Some(sink) = &self.answers {
                     sink.reject(&f.task);
                 }
-                let response = match (body, failure_status(&failure)) {
-                    (Some(body), Some(status)) => {
-                        Some(ResponsePart { status_code: status, request_id: f.request_id.clone(), body })
-                    }
-                    _ => None,
-                };
-                let line = OutputLine {
-                    id: request_id("batch_req_", rng.random()),
-                    custom_id: f.task.custom_id.to_string(),
-                    response,
-                    error: Some(ErrorRecord { code, message }),
-                    drover: Some(meta(None)),
-                };
-                (line, Some(code))
+                Some(failure.code())
             }
         };
-        self.writer.push(&line)?;
-        self.count(Record {
+        let record = Record {
             backend: f.backend_index,
-            backend_label: f.backend.map(|b| b.to_string()),
+            backend_label: f.backend.as_ref().map(|b| b.to_string()),
             error,
             latency: f.latency,
             ttft: f.ttft,
             usage: f.usage,
             attempts: f.attempts,
             hedged: f.hedged,
-        });
+        };
+        let line = self.lines.finished(f);
+        self.writer.push(&line)?;
+        self.count(record);
         Ok(())
     }
 
-    fn invalid(&mut self, i: InvalidLine, rng: &mut SmallRng) -> std::io::Result<()> {
-        let line = OutputLine {
-            id: request_id("batch_req_", rng.random()),
-            custom_id: i.custom_id,
-            response: None,
-            error: Some(ErrorRecord { code: i.code, message: i.message }),
-            drover: Some(Meta { line: i.line, finished_at: Some(unix_ms()), ..Meta::default() }),
-        };
+    fn invalid(&mut self, i: InvalidLine) -> std::io::Result<()> {
+        let line = self.lines.unsent(i.line, i.custom_id, i.code, i.message);
         self.writer.push(&line)?;
         self.count(Record {
             backend: None,
@@ -214,14 +178,3 @@ impl Collector {
     }
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-fn failure_status(f: &drover_types::Failure) -> Option<u16> {
-    use drover_types::Failure::*;
-    match f {
-        Overloaded { status, .. } | Server { status } | Rejected { status } => Some(*status),
-        _ => None,
-    }
-}

@@ -12,6 +12,7 @@
 mod answers;
 mod collect;
 mod discover;
+pub mod lines;
 pub mod membership;
 mod read;
 
@@ -249,6 +250,7 @@ impl Job {
             progress: progress.clone(),
             snapshot: snapshot.clone(),
             answers: spec.answers.clone(),
+            lines: lines::LineMaker::new(),
         };
         let collector = tokio::spawn(collector.run(finished_rx, invalid_rx));
         let dispatcher = Dispatcher::new(spec.dispatch, spec.client, spec.backends, spec.checker);

@@ -26,6 +26,8 @@ pub enum ErrorCode {
     InvalidAnswer,
     /// No backend was available within `--max-wait`.
     NoBackend,
+    /// The batch's completion window ended first (`drover batch-server`, OpenAI's code).
+    BatchExpired,
 }
 
 impl ErrorCode {
@@ -42,11 +44,12 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::InvalidAnswer => "invalid_answer",
             ErrorCode::NoBackend => "no_backend",
+            ErrorCode::BatchExpired => "batch_expired",
         }
     }
 
     /// Every code, for summaries and docs.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::InvalidInput,
         ErrorCode::DuplicateCustomId,
         ErrorCode::InvalidRequest,
@@ -57,6 +60,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::InvalidAnswer,
         ErrorCode::NoBackend,
+        ErrorCode::BatchExpired,
     ];
 }
 

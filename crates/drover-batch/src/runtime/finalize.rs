@@ -60,7 +60,7 @@ pub(crate) fn expire_rest(journal: &Path, input: &Path) -> io::Result<u64> {
             InputItem::Task(t) => (t.line, t.custom_id.to_string()),
             InputItem::Invalid { line, custom_id, .. } => (*line, custom_id.clone()),
         };
-        out.write_all(&maker.expired(line, &custom_id))?;
+        out.write_all(&super::lines::expired(&mut maker, line, &custom_id))?;
         added += 1;
     }
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;

@@ -269,7 +269,7 @@ impl Runtime {
             },
             Cmd::Invalid { slot, line, custom_id, code, message } => {
                 if let Some(a) = self.active.get_mut(&slot) {
-                    let line = self.lines.invalid(line, custom_id, code, message);
+                    let line = self.lines.unsent(line, custom_id, code, message);
                     push(a, &line);
                     let mut touched = vec![slot];
                     self.settle_touched(&mut touched);

@@ -124,10 +124,16 @@ impl Dispatcher {
     fn check_all_down(&mut self, now: Instant) {
         let any_up = self.backends.iter().any(|b| b.takes_work());
         let waiting = self.pending_work() || !self.input_closed;
-        if any_up || self.failing_all {
-            if self.all_down_since.take().is_some() && any_up {
+        if any_up {
+            // A backend is back: tasks read from now on are sent again, even after --max-wait
+            // gave up on the ones before (a long-running batch server keeps serving).
+            self.failing_all = false;
+            if self.all_down_since.take().is_some() {
                 self.emit(DispatchEvent::Recovered);
             }
+            return;
+        }
+        if self.failing_all {
             return;
         }
         if !waiting || self.in_flight > 0 || self.stopping {
