@@ -33,14 +33,15 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   as_root apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
 
-# --- Python test peers (official openai client, Prometheus text parser, jsonschema) ---
+# --- Python test peers (official openai client, Prometheus text parser, jsonschema; maturin and
+# pandas for the Python wheel test) ---
 if [ $want_test = 1 ]; then
   venv="$root/.venv"
   if [ ! -x "$venv/bin/python" ]; then
     say "creating $venv"
     python3 -m venv "$venv"
   fi
-  if ! "$venv/bin/python" -c 'import openai, prometheus_client, jsonschema' 2>/dev/null; then
+  if ! "$venv/bin/python" -c 'import openai, prometheus_client, jsonschema, maturin, pandas' 2>/dev/null; then
     say "installing Python test packages"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/scripts/requirements-test.txt"
   fi

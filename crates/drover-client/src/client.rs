@@ -49,6 +49,44 @@ pub struct Client {
     auth: Option<http::HeaderValue>,
 }
 
+/// What a caller watches of its requests to one backend while they are in flight.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Generated tokens seen (live for streamed answers, at completion otherwise).
+    pub tokens: AtomicU64,
+    /// Streamed requests sent that have not produced their first token yet: queued or being
+    /// prefilled in the server. For servers without metrics, this is their queue as a client
+    /// sees it.
+    pub awaiting_first: AtomicU64,
+}
+
+/// Counts a streamed request as awaiting its first token until it gets one or ends.
+struct Awaiting<'a> {
+    progress: Option<&'a Progress>,
+}
+
+impl<'a> Awaiting<'a> {
+    fn start(progress: Option<&'a Progress>, streamed: bool) -> Awaiting<'a> {
+        let progress = progress.filter(|_| streamed);
+        if let Some(p) = progress {
+            p.awaiting_first.fetch_add(1, Ordering::Relaxed);
+        }
+        Awaiting { progress }
+    }
+
+    fn first_token(&mut self) {
+        if let Some(p) = self.progress.take() {
+            p.awaiting_first.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Awaiting<'_> {
+    fn drop(&mut self) {
+        self.first_token();
+    }
+}
+
 /// How to send one attempt.
 #[derive(Debug, Clone)]
 pub struct SendOptions<'a> {
@@ -154,17 +192,19 @@ impl Client {
 
     /// Sends one attempt of a task's body to `backend`.
     ///
-    /// `tokens` (optional) is bumped as streamed pieces arrive, so the caller can watch the
-    /// backend's token rate while requests are in flight.
+    /// `progress` (optional) counts tokens as streamed pieces arrive and requests still waiting
+    /// for their first token, so the caller can watch the backend while requests are in flight.
     pub async fn send(
         &self,
         backend: &BackendAddr,
         endpoint: Endpoint,
         body: &Bytes,
         opts: &SendOptions<'_>,
-        tokens: Option<&AtomicU64>,
+        progress: Option<&Progress>,
     ) -> Result<Answer, AttemptError> {
         let stream = opts.stream && endpoint.generates();
+        let tokens = progress.map(|p| &p.tokens);
+        let mut awaiting = Awaiting::start(progress, stream);
         let payload = if stream { with_stream_fields(body) } else { body.clone() };
         let mut req = http::Request::post(backend.endpoint(endpoint).clone())
             .header(http::header::CONTENT_TYPE, "application/json")
@@ -190,8 +230,9 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("text/event-stream"));
             if stream && is_sse {
-                read_stream(resp.into_body(), status, endpoint, opts.idle_timeout, tokens).await
+                read_stream(resp.into_body(), status, endpoint, opts.idle_timeout, tokens, &mut awaiting).await
             } else {
+                awaiting.first_token();
                 let bytes = read_all(resp.into_body()).await.map_err(classify_body)?;
                 let (body, usage) = check_body(&bytes, endpoint)?;
                 if let Some(t) = tokens {
@@ -236,7 +277,8 @@ fn with_stream_fields(body: &Bytes) -> Bytes {
 }
 
 /// State of one streamed answer while its chunks arrive.
-struct StreamRead<'t> {
+struct StreamRead<'t, 'a> {
+    awaiting: &'t mut Awaiting<'a>,
     start: Instant,
     asm: StreamAssembler,
     pieces: u64,
@@ -246,13 +288,14 @@ struct StreamRead<'t> {
     tokens: Option<&'t AtomicU64>,
 }
 
-impl StreamRead<'_> {
+impl StreamRead<'_, '_> {
     fn on_event(&mut self, data: &[u8]) {
         if self.failure.is_some() || self.done {
             return;
         }
         match self.asm.push(data) {
             Ok(Chunk::Tokens(n)) if n > 0 => {
+                self.awaiting.first_token();
                 let start = self.start;
                 self.ttft.get_or_insert_with(|| start.elapsed());
                 self.pieces += u64::from(n);
@@ -273,10 +316,12 @@ async fn read_stream(
     endpoint: Endpoint,
     idle: Duration,
     tokens: Option<&AtomicU64>,
+    awaiting: &mut Awaiting<'_>,
 ) -> Result<Answer, AttemptError> {
     use http_body_util::BodyExt;
     let mut parser = SseParser::default();
     let mut st = StreamRead {
+        awaiting,
         start: Instant::now(),
         asm: StreamAssembler::new(endpoint),
         pieces: 0,

@@ -16,6 +16,6 @@ pub mod metrics;
 pub mod sse;
 
 pub use addr::{AddrError, BackendAddr};
-pub use client::{Answer, AttemptError, Client, ClientConfig, ClientError, SendOptions};
+pub use client::{Answer, AttemptError, Client, ClientConfig, ClientError, Progress, SendOptions};
 pub use discovery::{DiscoveryError, ModelInfo, Models};
 pub use metrics::{EngineKind, LoadSignals};

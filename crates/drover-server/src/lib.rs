@@ -49,6 +49,9 @@ pub struct ServerOptions {
     pub version: String,
     /// After the shutdown signal, how long [`serve`] waits for open requests before returning.
     pub shutdown_grace: Duration,
+    /// Serve `GET /metrics`. Off imitates servers without a Prometheus endpoint (transformers
+    /// serve, llama-server without `--metrics`), whose load a client sees only in its answers.
+    pub metrics: bool,
 }
 
 impl Default for ServerOptions {
@@ -59,6 +62,7 @@ impl Default for ServerOptions {
             time_scale: 1.0,
             version: concat!("drover-", env!("CARGO_PKG_VERSION")).to_string(),
             shutdown_grace: Duration::from_secs(5),
+            metrics: true,
         }
     }
 }

@@ -98,13 +98,11 @@ pub(crate) fn build(engine: Arc<dyn Engine>, options: ServerOptions) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics_text))
-        .route("/version", get(version))
-        .merge(v1)
-        .fallback(not_found)
-        .with_state(state)
+    let mut root = Router::new().route("/health", get(health)).route("/version", get(version));
+    if state.options.metrics {
+        root = root.route("/metrics", get(metrics_text));
+    }
+    root.merge(v1).fallback(not_found).with_state(state)
 }
 
 async fn auth(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {

@@ -35,6 +35,8 @@ pub struct SimConfig {
     pub faults: Faults,
     /// When set, `/v1/*` requires `Authorization: Bearer <api_key>` (as `vllm serve --api-key`).
     pub api_key: Option<String>,
+    /// Serve no `/metrics` (like transformers serve or llama-server without `--metrics`).
+    pub hide_metrics: bool,
 }
 
 impl Default for SimConfig {
@@ -66,6 +68,7 @@ impl SimConfig {
             seed: 0,
             faults: Faults::default(),
             api_key: None,
+            hide_metrics: false,
         })
     }
 

@@ -52,6 +52,7 @@ fn instance_router(engine: Arc<dyn SimBackend>, config: &SimConfig) -> Router {
         api_key: config.api_key.clone(),
         time_scale: config.time_scale,
         version: VERSION.to_string(),
+        metrics: !config.hide_metrics,
         ..ServerOptions::default()
     };
     let layer = Arc::new(FaultLayer {

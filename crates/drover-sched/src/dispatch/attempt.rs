@@ -2,7 +2,6 @@
 //! Each reports back over a channel; nothing here touches the loop's state.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,12 +11,9 @@ use tokio::sync::mpsc;
 
 use crate::check::{AnswerCheck, Verdict};
 
-/// Counters an attempt updates while it runs, shared with the loop.
-#[derive(Debug, Default)]
-pub(crate) struct BackendShared {
-    /// Generated tokens seen from this backend (live when streamed).
-    pub tokens: AtomicU64,
-}
+/// Counters attempts update while they run, shared with the loop: tokens seen and requests
+/// still waiting for their first token.
+pub(crate) type BackendShared = drover_client::Progress;
 
 /// How an attempt ended.
 pub(crate) enum AttemptResult {
@@ -82,7 +78,7 @@ impl AttemptJob {
             stream: self.stream,
             idle_timeout: self.idle_timeout,
         };
-        let result = match self.client.send(&self.addr, self.task.endpoint, &self.body, &opts, Some(&self.shared.tokens)).await {
+        let result = match self.client.send(&self.addr, self.task.endpoint, &self.body, &opts, Some(&*self.shared)).await {
             Ok(answer) => {
                 let verdict = self.checker.as_ref().map(|c| c.check(&self.task, &self.body, &answer.body, self.repairs));
                 AttemptResult::Answered { answer, verdict }

@@ -37,6 +37,9 @@ impl Dispatcher {
                 });
                 if let Limit::Adaptive(a) = &mut be.limit {
                     a.on_latency(done.elapsed);
+                    if let Some(t) = answer.ttft {
+                        a.on_ttft(t);
+                    }
                 }
                 match verdict.unwrap_or(Verdict::Accept { answer: None }) {
                     Verdict::Accept { answer: parsed } => {

@@ -9,7 +9,7 @@ use super::{Dispatcher, attempt};
 use crate::breaker::OutReason;
 use crate::config::Mode;
 use crate::hedge::{self, Candidate};
-use crate::limit::{Limit, Observation};
+use crate::limit::{Limit, Observation, ServerView};
 use crate::view::{DispatchEvent, FleetSnapshot};
 
 impl Dispatcher {
@@ -44,13 +44,30 @@ impl Dispatcher {
                 continue;
             }
             let Limit::Adaptive(ctl) = &mut be.limit else { continue };
+            // A streamed request without its first token is queued or prefilling in the server:
+            // for a server without metrics, that is its queue as drover sees it.
+            let seen;
+            let server = match (&be.server, be.streaming) {
+                (Some(s), _) => Some(s),
+                (None, true) => {
+                    let waiting = be.shared.awaiting_first.load(std::sync::atomic::Ordering::Relaxed).min(be.in_flight as u64) as f64;
+                    seen = ServerView {
+                        at: Some(now),
+                        running: Some(be.in_flight as f64 - waiting),
+                        waiting: Some(waiting),
+                        ..ServerView::default()
+                    };
+                    Some(&seen)
+                }
+                (None, false) => None,
+            };
             let obs = Observation {
                 now,
                 in_flight: be.in_flight,
                 backlog: self.backlog,
                 client_tokens: be.shared.tokens.load(std::sync::atomic::Ordering::Relaxed),
                 client_tokens_live: be.streaming,
-                server: be.server.as_ref(),
+                server,
                 task_tokens: self.task_tokens,
             };
             if ctl.observe(&obs).is_some() {

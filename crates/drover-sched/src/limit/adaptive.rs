@@ -119,6 +119,7 @@ pub enum Phase {
 
 #[derive(Debug, Clone)]
 struct Epoch {
+    started: Instant,
     settle_at: Instant,
     end_at: Instant,
     len: Duration,
@@ -165,6 +166,9 @@ pub struct AdaptiveLimit {
     cooldown: u32,
     /// Mean request latency (s), for epochs measured on completions.
     latency: Option<f64>,
+    /// Mean time to first token (s) of streamed answers: a request sent after a change adds
+    /// tokens only this long after it.
+    ttft: Option<f64>,
     /// Mean interval between scrapes (s).
     scrape_period: Option<f64>,
     last_scrape: Option<Instant>,
@@ -176,6 +180,9 @@ pub struct AdaptiveLimit {
 /// How long the server's queue must stay non-empty, with `running` not growing, before it
 /// counts as the ceiling. Shorter queues are a burst of prompts being prefilled in chunks.
 const QUEUE_PERSISTS: Duration = Duration::from_secs(2);
+
+/// Longest wait, after a change, for the server to run what was sent before measuring anyway.
+const MAX_SETTLE: Duration = Duration::from_secs(10);
 
 impl AdaptiveLimit {
     /// A controller at its initial limit.
@@ -191,6 +198,7 @@ impl AdaptiveLimit {
             steady_epochs: 0,
             cooldown: 0,
             latency: None,
+            ttft: None,
             scrape_period: None,
             last_scrape: None,
             queue: None,
@@ -220,6 +228,15 @@ impl AdaptiveLimit {
         self.latency = Some(match self.latency {
             None => l,
             Some(m) => 0.9 * m + 0.1 * l,
+        });
+    }
+
+    /// A streamed answer's first token came after `ttft`.
+    pub fn on_ttft(&mut self, ttft: Duration) {
+        let t = ttft.as_secs_f64();
+        self.ttft = Some(match self.ttft {
+            None => t,
+            Some(m) => 0.9 * m + 0.1 * t,
         });
     }
 
@@ -262,7 +279,8 @@ impl AdaptiveLimit {
         let secs = if obs.server.is_some_and(|s| s.generation_tokens.is_some()) {
             min.max(3.0 * self.scrape_period.unwrap_or(0.1))
         } else if obs.client_tokens_live {
-            min
+            // Requests sent after a change stream tokens only after their first-token delay.
+            min.max(3.0 * self.ttft.unwrap_or(0.0))
         } else {
             min.max(2.0 * self.latency.unwrap_or(0.0))
         };
@@ -283,18 +301,24 @@ impl AdaptiveLimit {
         self.apply_server_signals(obs);
         let len = self.epoch_len(obs);
         let settle_fraction = self.cfg.settle_fraction;
+        let ttft = self.ttft.unwrap_or(0.0);
         let full = obs.backlog || obs.in_flight as f64 >= 0.9 * self.limit() as f64;
         let (t, tokens) = Self::reading(obs);
         let ep = self.epoch.get_or_insert_with(|| Epoch::new(obs.now));
         if ep.ticks == 0 {
             ep.len = len;
-            ep.settle_at = obs.now + len.mul_f64(settle_fraction);
+            let settle = len.mul_f64(settle_fraction).max(Duration::from_secs_f64(if obs.client_tokens_live { ttft } else { 0.0 }));
+            ep.settle_at = obs.now + settle;
             ep.end_at = obs.now + len;
         }
         ep.ticks += 1;
         ep.full_ticks += u32::from(full);
+        // Measure only once what was sent after a change is running: a burst of new prompts
+        // is prefilled (and queued) first, and that transient is not the new limit's rate.
+        let caught_up = obs.server.and_then(|s| s.waiting).is_none_or(|w| w <= 0.1 * obs.in_flight as f64)
+            || obs.now.duration_since(ep.started) >= MAX_SETTLE;
         if ep.first.is_none() {
-            if t >= ep.settle_at {
+            if t >= ep.settle_at && caught_up {
                 ep.first = Some((t, tokens));
                 ep.last_tokens = Some(tokens);
             }
@@ -305,7 +329,8 @@ impl AdaptiveLimit {
         // A token counter that moves in big steps (long engine steps, completion counts) needs
         // a few advances before a rate means anything; don't wait forever for them.
         let enough = ep.advances >= 3 || obs.now >= ep.end_at + ep.len * 4;
-        if obs.now >= ep.end_at && enough {
+        let measured_long_enough = ep.first.is_some_and(|(t0, _)| t.saturating_duration_since(t0) >= ep.len.mul_f64(1.0 - settle_fraction));
+        if obs.now >= ep.end_at && enough && measured_long_enough {
             let ep = self.epoch.take().expect("present");
             let kept_full = ep.full_ticks * 5 >= ep.ticks * 4;
             let rate = ep.first.and_then(|(t0, k0)| {
@@ -435,9 +460,13 @@ impl AdaptiveLimit {
                         }
                         self.phase = Phase::Steady;
                     }
-                    _ => {
+                    prev => {
+                        let step = match prev {
+                            Some(p) => startup_step(p, (self.limit, rate)),
+                            None => 2.0,
+                        };
                         self.prev = Some((self.limit, rate));
-                        let target = (self.limit * 2.0).min(self.limit * self.kv_room(obs).max(1.0)).min(self.cfg.max as f64);
+                        let target = (self.limit * step).min(self.limit * self.kv_room(obs).max(1.0)).min(self.cfg.max as f64);
                         if target < self.limit + 1.0 {
                             self.phase = Phase::Steady;
                         } else {
@@ -469,9 +498,31 @@ impl AdaptiveLimit {
     }
 }
 
+/// How far to jump after two startup epochs, from a model of the server's step time.
+///
+/// With `L` sequences decoding together at `X` tokens/s, one step takes `s = L / X`. Two
+/// measurements fit `s(L) = a + b·L` (a fixed cost per step, a cost per sequence), so
+/// `X(L) = L / (a + b·L)`, which reaches 80 % of its plateau at `L = 4a/b`. A server whose fixed
+/// cost dominates (a busy Python engine, a GPU far from compute-bound) is jumped towards that
+/// point — up to 8× at once — instead of doubling for many epochs. Anything the fit cannot
+/// explain doubles.
+fn startup_step((l1, x1): (f64, f64), (l2, x2): (f64, f64)) -> f64 {
+    if x1 <= 0.0 || x2 <= 0.0 || l2 <= l1 {
+        return 2.0;
+    }
+    let (s1, s2) = (l1 / x1, l2 / x2);
+    let b = (s2 - s1) / (l2 - l1);
+    let a = s1 - b * l1;
+    if b > 0.0 && a > 0.0 {
+        ((4.0 * a / b) / l2).clamp(2.0, 8.0)
+    } else {
+        2.0
+    }
+}
+
 impl Epoch {
     fn new(now: Instant) -> Epoch {
-        Epoch { settle_at: now, end_at: now, len: Duration::ZERO, first: None, last_tokens: None, advances: 0, ticks: 0, full_ticks: 0 }
+        Epoch { started: now, settle_at: now, end_at: now, len: Duration::ZERO, first: None, last_tokens: None, advances: 0, ticks: 0, full_ticks: 0 }
     }
 }
 
@@ -595,6 +646,26 @@ mod tests {
             c.observe(&Observation { now, in_flight: 1, backlog: false, client_tokens: k * 10, client_tokens_live: true, server: None, task_tokens: None });
         }
         assert_eq!(c.limit(), 16);
+    }
+
+    #[test]
+    fn startup_jumps_where_the_fixed_cost_dominates() {
+        // s(L) = 50 ms + 1 ms·L: 16 → 16/66ms, 32 → 32/82ms; 80 % of the plateau at L = 200.
+        let x = |l: f64| l / (0.050 + 0.001 * l);
+        let step = startup_step((16.0, x(16.0)), (32.0, x(32.0)));
+        assert!((step - 200.0 / 32.0).abs() < 0.01, "{step}");
+        // Throughput proportional to L with no fixed cost: doubling.
+        assert_eq!(startup_step((16.0, 160.0), (32.0, 320.0)), 2.0);
+        // A flat server (a queue in front of fixed slots) gets no jump beyond doubling.
+        assert_eq!(startup_step((16.0, 400.0), (32.0, 400.0)), 2.0);
+    }
+
+    #[test]
+    fn streamed_epochs_wait_for_first_tokens() {
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        c.on_ttft(Duration::from_secs(1));
+        let obs = Observation { now: Instant::now(), in_flight: 16, backlog: true, client_tokens: 0, client_tokens_live: true, server: None, task_tokens: None };
+        assert_eq!(c.epoch_len(&obs), Duration::from_secs(3));
     }
 
     #[test]

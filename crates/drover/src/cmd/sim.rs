@@ -51,6 +51,11 @@ pub struct SimArgs {
     #[arg(long)]
     api_key: Option<String>,
 
+    /// Serve no `/metrics`, like transformers serve or llama-server without `--metrics`
+    /// (clients then see the load only in the answers).
+    #[arg(long)]
+    no_metrics: bool,
+
     #[command(flatten)]
     engine: EngineFlags,
     #[command(flatten)]
@@ -245,6 +250,7 @@ fn plan(args: &SimArgs) -> Result<Plan, String> {
     }
     base.time_scale = args.time_scale;
     base.api_key = args.api_key.clone();
+    base.hide_metrics = args.no_metrics;
     if let Some(len) = args.output_len {
         base.output_len = len;
         base.sample_eos = true;
