@@ -33,8 +33,8 @@ PY
 timeout 150 "$D" run /tmp/run1000.jsonl -o /tmp/run1000.results.jsonl -b "$B" --max-wait 30s \
   --report "$OUT/run.html" --summary "$OUT/run-summary.json" > "$OUT/run.log" 2>&1
 tail -8 "$OUT/run.log"; wc -l /tmp/run1000.results.jsonl
-"$D" bench -b "$B" --tasks ${TASKS:-2000} --prompt-tokens 200 --max-tokens 128 \
-  --modes serial,concurrent,adaptive --sweep ${SWEEP:-64,256,1024} --budget ${BUDGET:-45s} \
+"$D" bench -b "$B" --tasks ${TASKS:-1000} --prompt-tokens 200 --max-tokens 128 \
+  --modes serial,concurrent,adaptive --sweep ${SWEEP:-256,1024} --budget ${BUDGET:-60s} \
   --json "$OUT/bench.json" --report "$OUT/bench.html" > "$OUT/bench.log" 2>&1
 tail -14 "$OUT/bench.log"
 kill -TERM $launch; wait $launch; tail -3 "$OUT/launch.txt"

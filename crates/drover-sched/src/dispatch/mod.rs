@@ -312,6 +312,7 @@ impl Dispatcher {
             kv_usage: s.kv_usage,
             generation_tokens: s.generation_tokens,
             kv_capacity_tokens: s.kv_capacity_tokens,
+            from_client: false,
         });
         let addr = Arc::new(spec.addr);
         let scraper = has_metrics.then(|| {
@@ -606,6 +607,7 @@ impl Dispatcher {
             kv_usage: s.kv_usage,
             generation_tokens: s.generation_tokens,
             kv_capacity_tokens: s.kv_capacity_tokens,
+            from_client: false,
         });
     }
 

@@ -55,6 +55,7 @@ impl Dispatcher {
                         at: Some(now),
                         running: Some(be.in_flight as f64 - waiting),
                         waiting: Some(waiting),
+                        from_client: true,
                         ..ServerView::default()
                     };
                     Some(&seen)

@@ -87,6 +87,10 @@ pub struct ServerView {
     pub generation_tokens: Option<f64>,
     /// KV-cache size in tokens.
     pub kv_capacity_tokens: Option<f64>,
+    /// Drover's own view of a server without metrics: `waiting` counts streamed requests with
+    /// no first token yet, `running` the rest. A client cannot tell a queue from a burst of
+    /// prompts being prefilled, so that queue must persist much longer to count as a ceiling.
+    pub from_client: bool,
 }
 
 /// What the dispatcher knows about one backend at one tick.
@@ -180,6 +184,11 @@ pub struct AdaptiveLimit {
 /// How long the server's queue must stay non-empty, with `running` not growing, before it
 /// counts as the ceiling. Shorter queues are a burst of prompts being prefilled in chunks.
 const QUEUE_PERSISTS: Duration = Duration::from_secs(2);
+
+/// The same for drover's own view ([`ServerView::from_client`]): a slow engine (transformers'
+/// continuous batching on a busy GPU) can take several seconds to prefill a burst of prompts
+/// and send their first tokens (TTFT p99 of 6 s measured on an H200).
+const CLIENT_QUEUE_PERSISTS: Duration = Duration::from_secs(15);
 
 /// Longest wait, after a change, for the server to run what was sent before measuring anyway.
 const MAX_SETTLE: Duration = Duration::from_secs(10);
@@ -327,13 +336,19 @@ impl AdaptiveLimit {
             ep.last_tokens = Some(tokens);
         }
         // A token counter that moves in big steps (long engine steps, completion counts) needs
-        // a few advances before a rate means anything; don't wait forever for them.
-        let enough = ep.advances >= 3 || obs.now >= ep.end_at + ep.len * 4;
-        let measured_long_enough = ep.first.is_some_and(|(t0, _)| t.saturating_duration_since(t0) >= ep.len.mul_f64(1.0 - settle_fraction));
+        // a few advances before a rate means anything; don't wait forever for them. Both
+        // clocks run from the start of the measurement, which may come late after a long settle:
+        // measured from the epoch's start, a window shorter than one engine step could close
+        // with no token in it and read as zero throughput.
+        let measured = ep.first.map_or(Duration::ZERO, |(t0, _)| t.saturating_duration_since(t0));
+        let enough = ep.advances >= 3 || measured >= ep.len * 4;
+        let measured_long_enough = measured >= ep.len.mul_f64(1.0 - settle_fraction);
         if obs.now >= ep.end_at && enough && measured_long_enough {
             let ep = self.epoch.take().expect("present");
             let kept_full = ep.full_ticks * 5 >= ep.ticks * 4;
-            let rate = ep.first.and_then(|(t0, k0)| {
+            // No token in the whole window says the engine was stalled (a long prefill, a
+            // pause), not what this limit yields: such an epoch changes nothing.
+            let rate = ep.first.filter(|_| ep.advances > 0).and_then(|(t0, k0)| {
                 let dt = t.saturating_duration_since(t0).as_secs_f64();
                 (dt > 0.0).then(|| (tokens - k0).max(0.0) / dt)
             });
@@ -386,12 +401,13 @@ impl AdaptiveLimit {
         let in_flight = obs.in_flight as f64;
         let running = s.running.unwrap_or(0.0);
         let waiting = s.waiting.unwrap_or(0.0);
+        let persists = if s.from_client { CLIENT_QUEUE_PERSISTS } else { QUEUE_PERSISTS };
         if waiting >= 1.0 {
             let q = self.queue.get_or_insert(QueueWatch { since: at, running_start: running, running_max: running });
             q.running_max = q.running_max.max(running);
             if q.running_max > q.running_start + 0.5 {
                 *q = QueueWatch { since: at, running_start: running, running_max: running };
-            } else if at.saturating_duration_since(q.since) >= QUEUE_PERSISTS && in_flight >= self.limit * 0.9 {
+            } else if at.saturating_duration_since(q.since) >= persists && in_flight >= self.limit * 0.9 {
                 self.queue = None;
                 let running_ours = (in_flight - waiting).max(self.cfg.min as f64);
                 self.cut(running_ours, obs.now, "server queue persists");
@@ -479,7 +495,10 @@ impl AdaptiveLimit {
                 // The server guards the ceiling (queue, KV): keep its batch as full as fits,
                 // backing off only if a step up costs throughput.
                 let room = self.kv_room(obs);
-                if room > 1.2 && self.queue.is_none() && self.server_caught_up(obs) && self.limit < self.cfg.max as f64 {
+                // Drover's own view always shows a few requests awaiting their first token;
+                // there the level test of `server_caught_up` is the queue check.
+                let no_queue = self.queue.is_none() || obs.server.is_some_and(|s| s.from_client);
+                if room > 1.2 && no_queue && self.server_caught_up(obs) && self.limit < self.cfg.max as f64 {
                     let target = (self.limit * 1.25).max(self.limit + 1.0).min(self.limit * room);
                     self.trial = Some(Trial { base_limit: self.limit, base_rate: rate, rates: [0.0; 2], measured: 0, needed: 1 });
                     self.set(target, obs.now, "filling towards the KV ceiling");
@@ -564,6 +583,7 @@ mod tests {
                     kv_usage: Some(0.2),
                     generation_tokens: Some(m.tokens),
                     kv_capacity_tokens: None,
+                    from_client: false,
                 };
             }
             c.observe(&Observation {
@@ -674,5 +694,41 @@ mod tests {
         c.on_latency(Duration::from_secs(2));
         let obs = Observation { now: Instant::now(), in_flight: 16, backlog: true, client_tokens: 0, client_tokens_live: false, server: None, task_tokens: None };
         assert_eq!(c.epoch_len(&obs), Duration::from_secs(4));
+    }
+
+    /// A slow engine without metrics (transformers' continuous batching): steps of 0.9 s, and
+    /// after each change several seconds before the new requests' first tokens. Windows that
+    /// close between two steps must not read as zero throughput, and the long prefill must not
+    /// count as a queue: the limit only climbs while throughput grows with it.
+    #[test]
+    fn slow_steps_and_long_prefills_do_not_read_as_overload() {
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        let start = Instant::now();
+        let (tick, step) = (Duration::from_millis(50), Duration::from_millis(900));
+        let (mut now, mut next_step, mut tokens) = (start, start + step, 0u64);
+        let mut changed_at = start;
+        let mut limits = vec![c.limit()];
+        while now < start + Duration::from_secs(90) {
+            now += tick;
+            let in_flight = c.limit();
+            // Throughput grows with the batch up to 1024 (one token per sequence per step).
+            if now >= next_step {
+                tokens += in_flight.min(1024) as u64;
+                next_step += step;
+            }
+            let prefilling = now.duration_since(changed_at) < Duration::from_secs(4);
+            let waiting = if prefilling { in_flight as f64 / 2.0 } else { 0.0 };
+            let view = ServerView { at: Some(now), running: Some(in_flight as f64 - waiting), waiting: Some(waiting), from_client: true, ..ServerView::default() };
+            let obs = Observation { now, in_flight, backlog: true, client_tokens: tokens, client_tokens_live: true, server: Some(&view), task_tokens: Some(330.0) };
+            if c.observe(&obs).is_some() {
+                changed_at = now;
+                limits.push(c.limit());
+            }
+        }
+        // Up to the plateau (1024 = the configured maximum) it only climbs; around it, probes
+        // may come and go.
+        let climb = limits.iter().position(|&l| l >= 900).unwrap_or_else(|| panic!("never reached the plateau: {limits:?}"));
+        assert!(limits[..=climb].windows(2).all(|w| w[1] > w[0]), "the limit went down on the way up: {limits:?}");
+        assert!(c.limit() >= 900, "ended at {} ({limits:?})", c.limit());
     }
 }
