@@ -56,10 +56,18 @@ impl Aggregates {
             .map(|f| {
                 let declared = f.kind.declared_values();
                 let counts = declared.iter().map(|v| (v.clone(), 0)).collect();
-                FieldStats { counts, declared, ..FieldStats::default() }
+                FieldStats {
+                    counts,
+                    declared,
+                    ..FieldStats::default()
+                }
             })
             .collect();
-        Aggregates { fields, cap, stats: Mutex::new(stats) }
+        Aggregates {
+            fields,
+            cap,
+            stats: Mutex::new(stats),
+        }
     }
 
     /// The fields aggregated.
@@ -71,7 +79,9 @@ impl Aggregates {
     pub fn add(&self, answer: Option<&Map<String, Value>>) {
         let mut stats = self.stats.lock().expect("aggregates lock");
         for (field, st) in self.fields.iter().zip(stats.iter_mut()) {
-            let value = answer.and_then(|a| a.get(&field.name)).filter(|v| !v.is_null());
+            let value = answer
+                .and_then(|a| a.get(&field.name))
+                .filter(|v| !v.is_null());
             let Some(v) = value else {
                 st.missing += 1;
                 continue;
@@ -107,11 +117,25 @@ impl Aggregates {
         for (field, st) in self.fields.iter().zip(stats.iter()) {
             let mut f = Map::new();
             if field.kind.counted() {
-                f.insert("counts".into(), Value::Object(st.counts.iter().map(|(k, n)| (k.clone(), json!(n))).collect()));
+                f.insert(
+                    "counts".into(),
+                    Value::Object(
+                        st.counts
+                            .iter()
+                            .map(|(k, n)| (k.clone(), json!(n)))
+                            .collect(),
+                    ),
+                );
             }
             if field.kind.numeric() {
                 let integral = matches!(field.kind, FieldKind::Integer { .. });
-                let num = |x: f64| if integral && x.fract() == 0.0 { json!(x as i64) } else { json!(x) };
+                let num = |x: f64| {
+                    if integral && x.fract() == 0.0 {
+                        json!(x as i64)
+                    } else {
+                        json!(x)
+                    }
+                };
                 let (min, mean, max) = if st.n == 0 {
                     (Value::Null, Value::Null, Value::Null)
                 } else {
@@ -131,31 +155,52 @@ impl Aggregates {
     /// One line per field for the run's report: the most frequent values, min/mean/max, misses.
     pub fn report(&self) -> Vec<String> {
         let stats = self.stats.lock().expect("aggregates lock");
-        let width = self.fields.iter().map(|f| f.name.chars().count()).max().unwrap_or(0);
+        let width = self
+            .fields
+            .iter()
+            .map(|f| f.name.chars().count())
+            .max()
+            .unwrap_or(0);
         let mut lines = Vec::new();
         for (field, st) in self.fields.iter().zip(stats.iter()) {
             let mut parts: Vec<String> = Vec::new();
             if field.kind.counted() && !st.counts.is_empty() {
                 let mut seen: Vec<(&String, u64)> = if st.declared.is_empty() {
-                    let mut v: Vec<(&String, u64)> = st.counts.iter().map(|(k, n)| (k, *n)).collect();
+                    let mut v: Vec<(&String, u64)> =
+                        st.counts.iter().map(|(k, n)| (k, *n)).collect();
                     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
                     v
                 } else {
                     // Declared order reads best (1…5, positive/negative/mixed); extras after.
-                    let mut v: Vec<(&String, u64)> = st.declared.iter().map(|k| (k, st.counts[k])).collect();
-                    v.extend(st.counts.iter().filter(|(k, _)| !st.declared.contains(k)).map(|(k, n)| (k, *n)));
+                    let mut v: Vec<(&String, u64)> =
+                        st.declared.iter().map(|k| (k, st.counts[k])).collect();
+                    v.extend(
+                        st.counts
+                            .iter()
+                            .filter(|(k, _)| !st.declared.contains(k))
+                            .map(|(k, n)| (k, *n)),
+                    );
                     v
                 };
                 let more = seen.len().saturating_sub(SHOWN);
                 seen.truncate(SHOWN);
-                let mut text = seen.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
+                let mut text = seen
+                    .iter()
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 if more > 0 {
                     text.push_str(&format!(", … {more} more values"));
                 }
                 parts.push(text);
             }
             if field.kind.numeric() && st.n > 0 {
-                parts.push(format!("min {}, mean {:.2}, max {}", short_num(st.min), st.sum / st.n as f64, short_num(st.max)));
+                parts.push(format!(
+                    "min {}, mean {:.2}, max {}",
+                    short_num(st.min),
+                    st.sum / st.n as f64,
+                    short_num(st.max)
+                ));
             }
             if parts.is_empty() {
                 parts.push(format!("{} present", st.present));
@@ -212,13 +257,24 @@ mod tests {
     use super::*;
 
     fn field(name: &str, kind: FieldKind) -> Field {
-        Field { name: name.into(), kind }
+        Field {
+            name: name.into(),
+            kind,
+        }
     }
 
     fn review_fields() -> Vec<Field> {
         vec![
-            field("sentiment", FieldKind::Enum(vec![json!("positive"), json!("negative"), json!("mixed")])),
-            field("rating", FieldKind::Integer { range: Some((1, 5)) }),
+            field(
+                "sentiment",
+                FieldKind::Enum(vec![json!("positive"), json!("negative"), json!("mixed")]),
+            ),
+            field(
+                "rating",
+                FieldKind::Integer {
+                    range: Some((1, 5)),
+                },
+            ),
             field("recommend", FieldKind::Boolean),
             field("topic", FieldKind::ShortString),
             field("price", FieldKind::Number),
@@ -233,9 +289,18 @@ mod tests {
     #[test]
     fn counts_means_and_presence_on_a_known_set() {
         let a = Aggregates::new(review_fields());
-        add(&a, json!({"sentiment": "positive", "rating": 5, "recommend": true, "topic": "fit", "price": 10.5, "notes": "long"}));
-        add(&a, json!({"sentiment": "positive", "rating": 4, "recommend": true, "topic": "fit", "price": 20}));
-        add(&a, json!({"sentiment": "negative", "rating": 1, "recommend": false, "topic": "battery", "price": null}));
+        add(
+            &a,
+            json!({"sentiment": "positive", "rating": 5, "recommend": true, "topic": "fit", "price": 10.5, "notes": "long"}),
+        );
+        add(
+            &a,
+            json!({"sentiment": "positive", "rating": 4, "recommend": true, "topic": "fit", "price": 20}),
+        );
+        add(
+            &a,
+            json!({"sentiment": "negative", "rating": 1, "recommend": false, "topic": "battery", "price": null}),
+        );
         a.add(None);
         let s = a.to_json();
         assert_eq!(
@@ -246,9 +311,18 @@ mod tests {
             s["rating"],
             json!({"counts": {"1": 1, "2": 0, "3": 0, "4": 1, "5": 1}, "min": 1, "mean": 10.0 / 3.0, "max": 5, "present": 3, "missing": 1})
         );
-        assert_eq!(s["recommend"], json!({"counts": {"true": 2, "false": 1}, "present": 3, "missing": 1}));
-        assert_eq!(s["topic"], json!({"counts": {"fit": 2, "battery": 1}, "present": 3, "missing": 1}));
-        assert_eq!(s["price"], json!({"min": 10.5, "mean": 15.25, "max": 20.0, "present": 2, "missing": 2}));
+        assert_eq!(
+            s["recommend"],
+            json!({"counts": {"true": 2, "false": 1}, "present": 3, "missing": 1})
+        );
+        assert_eq!(
+            s["topic"],
+            json!({"counts": {"fit": 2, "battery": 1}, "present": 3, "missing": 1})
+        );
+        assert_eq!(
+            s["price"],
+            json!({"min": 10.5, "mean": 15.25, "max": 20.0, "present": 2, "missing": 2})
+        );
         assert_eq!(s["notes"], json!({"present": 1, "missing": 3}));
     }
 
@@ -256,7 +330,10 @@ mod tests {
     fn numbers_without_values_are_null() {
         let a = Aggregates::new(vec![field("x", FieldKind::Number)]);
         a.add(None);
-        assert_eq!(a.to_json()["x"], json!({"min": null, "mean": null, "max": null, "present": 0, "missing": 1}));
+        assert_eq!(
+            a.to_json()["x"],
+            json!({"min": null, "mean": null, "max": null, "present": 0, "missing": 1})
+        );
     }
 
     #[test]
@@ -265,13 +342,23 @@ mod tests {
         for v in ["a", "b", "c", "d", "e", "a"] {
             add(&a, json!({"t": v}));
         }
-        assert_eq!(a.to_json()["t"]["counts"], json!({"a": 2, "b": 1, "c": 1, "(other)": 2}));
+        assert_eq!(
+            a.to_json()["t"]["counts"],
+            json!({"a": 2, "b": 1, "c": 1, "(other)": 2})
+        );
     }
 
     #[test]
     fn undeclared_fields_count_short_values_and_average_numbers() {
         let a = Aggregates::new(vec![field("v", FieldKind::Any)]);
-        for v in [json!(true), json!("short"), json!("x".repeat(100)), json!(2), json!(4), json!({"o": 1})] {
+        for v in [
+            json!(true),
+            json!("short"),
+            json!("x".repeat(100)),
+            json!(2),
+            json!(4),
+            json!({"o": 1}),
+        ] {
             add(&a, json!({ "v": v }));
         }
         assert_eq!(
@@ -283,11 +370,20 @@ mod tests {
     #[test]
     fn report_lines_read_well() {
         let a = Aggregates::new(review_fields());
-        add(&a, json!({"sentiment": "mixed", "rating": 3, "recommend": false, "topic": "fit", "price": 2.5}));
+        add(
+            &a,
+            json!({"sentiment": "mixed", "rating": 3, "recommend": false, "topic": "fit", "price": 2.5}),
+        );
         a.add(None);
         let r = a.report();
-        assert_eq!(r[0], "  sentiment  positive 0, negative 0, mixed 1; 1 missing");
-        assert_eq!(r[1], "  rating     1 0, 2 0, 3 1, 4 0, 5 0; min 3, mean 3.00, max 3; 1 missing");
+        assert_eq!(
+            r[0],
+            "  sentiment  positive 0, negative 0, mixed 1; 1 missing"
+        );
+        assert_eq!(
+            r[1],
+            "  rating     1 0, 2 0, 3 1, 4 0, 5 0; min 3, mean 3.00, max 3; 1 missing"
+        );
         assert_eq!(r[4], "  price      min 2.5, mean 2.50, max 2.5; 1 missing");
         assert_eq!(r[5], "  notes      0 present; 2 missing");
     }
@@ -301,10 +397,17 @@ mod tests {
             endpoint: drover_types::Endpoint::ChatCompletions,
             body: bytes::Bytes::new(),
             prompt_tokens_est: 0,
-            max_tokens: None, group: 0,
+            max_tokens: None,
+            group: 0,
         };
-        a.accept(&task, &serde_json::value::to_raw_value(&json!({"k": false})).unwrap());
+        a.accept(
+            &task,
+            &serde_json::value::to_raw_value(&json!({"k": false})).unwrap(),
+        );
         a.reject(&task);
-        assert_eq!(a.summary().unwrap()["k"], json!({"counts": {"true": 0, "false": 1}, "present": 1, "missing": 1}));
+        assert_eq!(
+            a.summary().unwrap()["k"],
+            json!({"counts": {"true": 0, "false": 1}, "present": 1, "missing": 1})
+        );
     }
 }

@@ -51,14 +51,23 @@ impl Checker {
             Rule::Schema(s) => Expected::schema(s.value()),
             Rule::Object(fields) => Expected::Object(fields.clone()),
         };
-        Checker { rule, max_repairs, expected }
+        Checker {
+            rule,
+            max_repairs,
+            expected,
+        }
     }
 
     /// The answer object in `response`, or why there is none.
     pub fn judge(&self, response: &RawValue) -> Result<Map<String, Value>, BadAnswer> {
-        let answer = answer_text(response).map_err(|p| BadAnswer { text: String::new(), problems: Problems::one(p) })?;
-        let object = first_object(&answer.text)
-            .map_err(|why| BadAnswer { text: answer.text.clone(), problems: Problems::one(why.problem(answer.cut)) })?;
+        let answer = answer_text(response).map_err(|p| BadAnswer {
+            text: String::new(),
+            problems: Problems::one(p),
+        })?;
+        let object = first_object(&answer.text).map_err(|why| BadAnswer {
+            text: answer.text.clone(),
+            problems: Problems::one(why.problem(answer.cut)),
+        })?;
         if let Rule::Schema(schema) = &self.rule {
             let value = Value::Object(object);
             let mut problems = schema.validate(&value);
@@ -68,9 +77,14 @@ impl Checker {
                         "the answer was cut at max_tokens: raise --max-tokens or the task's max_tokens",
                     ));
                 }
-                return Err(BadAnswer { text: answer.text, problems });
+                return Err(BadAnswer {
+                    text: answer.text,
+                    problems,
+                });
             }
-            let Value::Object(object) = value else { unreachable!("wrapped above") };
+            let Value::Object(object) = value else {
+                unreachable!("wrapped above")
+            };
             return Ok(object);
         }
         Ok(object)
@@ -82,10 +96,16 @@ impl Checker {
             let note = message(&bad.problems, &self.expected);
             match repaired_body(body, &bad.text, &note) {
                 Ok(body) => return Verdict::Repair { body },
-                Err(e) => return Verdict::Reject { message: format!("{e}; {}", self.reject_text(&bad, repairs)) },
+                Err(e) => {
+                    return Verdict::Reject {
+                        message: format!("{e}; {}", self.reject_text(&bad, repairs)),
+                    };
+                }
             }
         }
-        Verdict::Reject { message: self.reject_text(&bad, repairs) }
+        Verdict::Reject {
+            message: self.reject_text(&bad, repairs),
+        }
     }
 
     fn reject_text(&self, bad: &BadAnswer, repairs: u32) -> String {
@@ -99,8 +119,15 @@ impl Checker {
             (1, _) => " after 1 repair".to_string(),
             (n, _) => format!(" after {n} repairs"),
         };
-        let last = if bad.text.is_empty() { "(no text)".to_string() } else { shorten(&bad.text, MAX_QUOTED_ANSWER) };
-        format!("{what}{after}: {}; last answer: {last}", bad.problems.inline())
+        let last = if bad.text.is_empty() {
+            "(no text)".to_string()
+        } else {
+            shorten(&bad.text, MAX_QUOTED_ANSWER)
+        };
+        format!(
+            "{what}{after}: {}; last answer: {last}",
+            bad.problems.inline()
+        )
     }
 }
 
@@ -148,18 +175,27 @@ mod tests {
             endpoint: drover_types::Endpoint::ChatCompletions,
             body: Bytes::new(),
             prompt_tokens_est: 1,
-            max_tokens: None, group: 0,
+            max_tokens: None,
+            group: 0,
         }
     }
 
     fn body() -> Bytes {
-        Bytes::from(serde_json::to_vec(&json!({"messages": [{"role": "user", "content": "rate"}]})).unwrap())
+        Bytes::from(
+            serde_json::to_vec(&json!({"messages": [{"role": "user", "content": "rate"}]}))
+                .unwrap(),
+        )
     }
 
     #[test]
     fn accepts_a_valid_object_inside_prose_compactly() {
         let c = Checker::new(Rule::Schema(schema()), 2);
-        match c.check(&task(), &body(), &chat_response("Here:\n```json\n{\n  \"rating\": 4\n}\n```"), 0) {
+        match c.check(
+            &task(),
+            &body(),
+            &chat_response("Here:\n```json\n{\n  \"rating\": 4\n}\n```"),
+            0,
+        ) {
             Verdict::Accept { answer: Some(a) } => assert_eq!(a.get(), r#"{"rating":4}"#),
             v => panic!("{v:?}"),
         }
@@ -169,14 +205,26 @@ mod tests {
     fn repairs_while_rounds_are_left_then_rejects() {
         let c = Checker::new(Rule::Schema(schema()), 2);
         let bad = chat_response(r#"{"rating": 9}"#);
-        let Verdict::Repair { body: next } = c.check(&task(), &body(), &bad, 0) else { panic!("no repair") };
+        let Verdict::Repair { body: next } = c.check(&task(), &body(), &bad, 0) else {
+            panic!("no repair")
+        };
         let next: Value = serde_json::from_slice(&next).unwrap();
         let msgs = next["messages"].as_array().unwrap();
         assert_eq!(msgs.len(), 3);
-        assert_eq!(msgs[1], json!({"role": "assistant", "content": "{\"rating\": 9}"}));
+        assert_eq!(
+            msgs[1],
+            json!({"role": "assistant", "content": "{\"rating\": 9}"})
+        );
         let note = msgs[2]["content"].as_str().unwrap();
-        assert!(note.starts_with(REPAIR_LEAD) && note.contains("at /rating: 9 is greater than the maximum of 5"), "{note}");
-        assert!(matches!(c.check(&task(), &body(), &bad, 1), Verdict::Repair { .. }));
+        assert!(
+            note.starts_with(REPAIR_LEAD)
+                && note.contains("at /rating: 9 is greater than the maximum of 5"),
+            "{note}"
+        );
+        assert!(matches!(
+            c.check(&task(), &body(), &bad, 1),
+            Verdict::Repair { .. }
+        ));
         match c.check(&task(), &body(), &bad, 2) {
             Verdict::Reject { message } => assert_eq!(
                 message,
@@ -202,8 +250,13 @@ mod tests {
     #[test]
     fn object_rule_accepts_any_object() {
         let c = Checker::new(Rule::Object(vec!["a".into()]), 1);
-        assert!(matches!(c.check(&task(), &body(), &chat_response(r#"{"zzz": 1}"#), 0), Verdict::Accept { answer: Some(_) }));
-        let Verdict::Repair { body } = c.check(&task(), &body(), &chat_response("nope"), 0) else { panic!() };
+        assert!(matches!(
+            c.check(&task(), &body(), &chat_response(r#"{"zzz": 1}"#), 0),
+            Verdict::Accept { answer: Some(_) }
+        ));
+        let Verdict::Repair { body } = c.check(&task(), &body(), &chat_response("nope"), 0) else {
+            panic!()
+        };
         assert!(String::from_utf8_lossy(&body).contains("with the fields a"));
     }
 

@@ -16,7 +16,9 @@ pub enum AnswerError {
         source: std::io::Error,
     },
     /// The schema file is not JSON.
-    #[error("--schema {path}: not JSON ({source}); give a JSON Schema document, e.g. {{\"type\":\"object\",\"properties\":{{…}}}}")]
+    #[error(
+        "--schema {path}: not JSON ({source}); give a JSON Schema document, e.g. {{\"type\":\"object\",\"properties\":{{…}}}}"
+    )]
     SchemaJson {
         /// The file.
         path: String,
@@ -41,7 +43,9 @@ pub enum AnswerError {
         message: String,
     },
     /// `--fields` names a field the schema does not declare.
-    #[error("--fields: {field:?} is not a property of the --schema ({known}); name fields from the schema's \"properties\"")]
+    #[error(
+        "--fields: {field:?} is not a property of the --schema ({known}); name fields from the schema's \"properties\""
+    )]
     UnknownField {
         /// The field.
         field: String,
@@ -65,7 +69,9 @@ pub enum AnswerError {
         path: PathBuf,
     },
     /// `--table`'s directory does not exist.
-    #[error("--table {path}: directory {dir} does not exist; create it first or choose another path")]
+    #[error(
+        "--table {path}: directory {dir} does not exist; create it first or choose another path"
+    )]
     TableDirectory {
         /// The path given.
         path: PathBuf,

@@ -105,7 +105,9 @@ impl Pipeline {
         let max_repairs = opts.repair.unwrap_or(DEFAULT_REPAIRS);
         let checker = match (&schema, parse) {
             (Some(s), _) => Some(Rule::Schema(s.clone())),
-            (None, Parse::Object) => Some(Rule::Object(fields.iter().map(|f| f.name.clone()).collect())),
+            (None, Parse::Object) => Some(Rule::Object(
+                fields.iter().map(|f| f.name.clone()).collect(),
+            )),
             _ => None,
         }
         .map(|rule| Arc::new(Checker::new(rule, max_repairs)));
@@ -118,15 +120,28 @@ impl Pipeline {
             Some(path) => Some(TableSpec::new(path, columns)?),
             None => None,
         };
-        let aggregates = (parse != Parse::Text && !fields.is_empty()).then(|| Arc::new(Aggregates::new(fields)));
-        let structured = schema.as_ref().map(|_| structured::decide(opts.structured.unwrap_or_default(), backends));
-        Ok(Some(Pipeline { parse, schema, checker, aggregates, table, structured, max_repairs }))
+        let aggregates =
+            (parse != Parse::Text && !fields.is_empty()).then(|| Arc::new(Aggregates::new(fields)));
+        let structured = schema
+            .as_ref()
+            .map(|_| structured::decide(opts.structured.unwrap_or_default(), backends));
+        Ok(Some(Pipeline {
+            parse,
+            schema,
+            checker,
+            aggregates,
+            table,
+            structured,
+            max_repairs,
+        }))
     }
 
     /// Request fields every task gets (a task's own fields win): `response_format` when sent.
     pub fn extra_body(&self) -> Map<String, Value> {
         let mut m = Map::new();
-        if let (Some(schema), Some(StructuredPlan { send: true, .. })) = (&self.schema, &self.structured) {
+        if let (Some(schema), Some(StructuredPlan { send: true, .. })) =
+            (&self.schema, &self.structured)
+        {
             m.insert("response_format".into(), schema.response_format());
         }
         m
@@ -161,23 +176,44 @@ mod tests {
     #[test]
     fn schema_plan_has_checker_aggregates_and_columns_in_file_order() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = Options { schema: Some(schema_file(dir.path())), table: Some(dir.path().join("t.csv")), ..Options::default() };
+        let opts = Options {
+            schema: Some(schema_file(dir.path())),
+            table: Some(dir.path().join("t.csv")),
+            ..Options::default()
+        };
         let p = Pipeline::plan(&opts, &[]).unwrap().unwrap();
         assert_eq!(p.parse, Parse::Schema);
         assert!(p.checker.is_some() && p.aggregates.is_some());
-        assert_eq!(p.table.as_ref().unwrap().column_names(), ["custom_id", "b", "a", "error"]);
+        assert_eq!(
+            p.table.as_ref().unwrap().column_names(),
+            ["custom_id", "b", "a", "error"]
+        );
         assert_eq!(p.max_repairs, DEFAULT_REPAIRS);
         // No backend publishes metrics here: auto does not send.
         assert!(p.extra_body().is_empty());
-        let on = Options { structured: Some(Structured::On), ..opts };
+        let on = Options {
+            structured: Some(Structured::On),
+            ..opts
+        };
         let p = Pipeline::plan(&on, &[]).unwrap().unwrap();
-        assert_eq!(p.extra_body()["response_format"]["json_schema"]["name"], "t");
+        assert_eq!(
+            p.extra_body()["response_format"]["json_schema"]["name"],
+            "t"
+        );
     }
 
     #[test]
     fn table_alone_gives_text_answers() {
         let dir = tempfile::tempdir().unwrap();
-        let p = Pipeline::plan(&Options { table: Some(dir.path().join("t.jsonl")), ..Options::default() }, &[]).unwrap().unwrap();
+        let p = Pipeline::plan(
+            &Options {
+                table: Some(dir.path().join("t.jsonl")),
+                ..Options::default()
+            },
+            &[],
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(p.parse, Parse::Text);
         assert!(p.checker.is_none() && p.aggregates.is_none());
         assert_eq!(p.table.unwrap().columns, Columns::Text);
@@ -185,18 +221,57 @@ mod tests {
 
     #[test]
     fn flags_without_what_they_need_are_refused() {
-        let e = Pipeline::plan(&Options { repair: Some(1), ..Options::default() }, &[]).unwrap_err().to_string();
-        assert_eq!(e, "--repair needs --schema FILE or --fields a,b,c: there is nothing to repair against");
-        let e = Pipeline::plan(&Options { structured: Some(Structured::On), fields: Some("a".into()), ..Options::default() }, &[])
-            .unwrap_err()
-            .to_string();
+        let e = Pipeline::plan(
+            &Options {
+                repair: Some(1),
+                ..Options::default()
+            },
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "--repair needs --schema FILE or --fields a,b,c: there is nothing to repair against"
+        );
+        let e = Pipeline::plan(
+            &Options {
+                structured: Some(Structured::On),
+                fields: Some("a".into()),
+                ..Options::default()
+            },
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("--structured needs --schema FILE"), "{e}");
         let dir = tempfile::tempdir().unwrap();
-        let e = Pipeline::plan(&Options { schema: Some(schema_file(dir.path())), fields: Some("a,zz".into()), ..Options::default() }, &[])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("\"zz\" is not a property of the --schema (b, a)"), "{e}");
-        let e = Pipeline::plan(&Options { schema: Some(dir.path().join("nope.json")), ..Options::default() }, &[]).unwrap_err().to_string();
-        assert!(e.starts_with("--schema ") && e.contains("cannot read it"), "{e}");
+        let e = Pipeline::plan(
+            &Options {
+                schema: Some(schema_file(dir.path())),
+                fields: Some("a,zz".into()),
+                ..Options::default()
+            },
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("\"zz\" is not a property of the --schema (b, a)"),
+            "{e}"
+        );
+        let e = Pipeline::plan(
+            &Options {
+                schema: Some(dir.path().join("nope.json")),
+                ..Options::default()
+            },
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("--schema ") && e.contains("cannot read it"),
+            "{e}"
+        );
     }
 }

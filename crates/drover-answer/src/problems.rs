@@ -19,7 +19,10 @@ pub struct Problem {
 impl Problem {
     /// A problem with the answer as a whole (no JSON object, not JSON, …).
     pub fn whole(message: impl Into<String>) -> Problem {
-        Problem { path: String::new(), message: message.into() }
+        Problem {
+            path: String::new(),
+            message: message.into(),
+        }
     }
 }
 
@@ -54,7 +57,10 @@ impl Problems {
 
     /// One problem.
     pub fn one(problem: Problem) -> Problems {
-        Problems { listed: vec![problem], more: 0 }
+        Problems {
+            listed: vec![problem],
+            more: 0,
+        }
     }
 
     /// Adds a problem (counted only once the list is full).
@@ -100,7 +106,10 @@ mod tests {
     use super::*;
 
     fn at(path: &str, message: &str) -> Problem {
-        Problem { path: path.into(), message: message.into() }
+        Problem {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 
     #[test]
@@ -109,8 +118,14 @@ mod tests {
             at("/rating", "7 is greater than the maximum of 5"),
             Problem::whole("\"topic\" is a required property"),
         ]);
-        assert_eq!(p.bullets(), "- at /rating: 7 is greater than the maximum of 5\n- \"topic\" is a required property\n");
-        assert_eq!(p.inline(), "at /rating: 7 is greater than the maximum of 5; \"topic\" is a required property");
+        assert_eq!(
+            p.bullets(),
+            "- at /rating: 7 is greater than the maximum of 5\n- \"topic\" is a required property\n"
+        );
+        assert_eq!(
+            p.inline(),
+            "at /rating: 7 is greater than the maximum of 5; \"topic\" is a required property"
+        );
     }
 
     #[test]

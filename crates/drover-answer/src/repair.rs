@@ -43,10 +43,14 @@ pub fn message(problems: &Problems, expected: &Expected) -> String {
             m.push_str(": it does not match the required JSON schema.\n");
             m.push_str(&problems.bullets());
             if schema.len() <= MAX_QUOTED_SCHEMA {
-                m.push_str("Reply with only a JSON object that matches this schema, and no other text:\n");
+                m.push_str(
+                    "Reply with only a JSON object that matches this schema, and no other text:\n",
+                );
                 m.push_str(schema);
             } else {
-                m.push_str("Reply with only a JSON object that matches the schema, and no other text.");
+                m.push_str(
+                    "Reply with only a JSON object that matches the schema, and no other text.",
+                );
             }
         }
         Expected::Object(fields) => {
@@ -68,8 +72,8 @@ pub struct Unrepairable(pub String);
 
 /// `body` with the bad `answer` and the `note` (from [`message`]) added to the conversation.
 pub fn repaired_body(body: &[u8], answer: &str, note: &str) -> Result<Bytes, Unrepairable> {
-    let mut obj: Map<String, Value> =
-        serde_json::from_slice(body).map_err(|e| Unrepairable(format!("the request body is not a JSON object ({e})")))?;
+    let mut obj: Map<String, Value> = serde_json::from_slice(body)
+        .map_err(|e| Unrepairable(format!("the request body is not a JSON object ({e})")))?;
     let answer = shorten(answer, MAX_ECHO);
     if let Some(messages) = obj.get_mut("messages") {
         let Value::Array(list) = messages else {
@@ -87,12 +91,20 @@ pub fn repaired_body(body: &[u8], answer: &str, note: &str) -> Result<Bytes, Unr
                     p.push_str(&tail);
                 }
             }
-            _ => return Err(Unrepairable("the prompt is not text (token ids or several prompts)".into())),
+            _ => {
+                return Err(Unrepairable(
+                    "the prompt is not text (token ids or several prompts)".into(),
+                ));
+            }
         }
     } else {
-        return Err(Unrepairable("the request has neither \"messages\" nor \"prompt\"".into()));
+        return Err(Unrepairable(
+            "the request has neither \"messages\" nor \"prompt\"".into(),
+        ));
     }
-    Ok(Bytes::from(serde_json::to_vec(&obj).expect("a JSON map serializes")))
+    Ok(Bytes::from(
+        serde_json::to_vec(&obj).expect("a JSON map serializes"),
+    ))
 }
 
 fn chat(role: &str, content: &str) -> Value {
@@ -109,7 +121,10 @@ mod tests {
     use serde_json::json;
 
     fn problems() -> Problems {
-        Problems::one(Problem { path: "/rating".into(), message: "7 is greater than the maximum of 5".into() })
+        Problems::one(Problem {
+            path: "/rating".into(),
+            message: "7 is greater than the maximum of 5".into(),
+        })
     }
 
     #[test]
@@ -125,13 +140,22 @@ mod tests {
         let big = json!({"description": "x".repeat(MAX_QUOTED_SCHEMA)});
         assert!(!message(&problems(), &Expected::schema(&big)).contains("xxxx"));
         let obj = message(&problems(), &Expected::Object(vec!["a".into(), "b".into()]));
-        assert!(obj.starts_with(REPAIR_LEAD) && obj.ends_with("with the fields a, b, and no other text."), "{obj}");
+        assert!(
+            obj.starts_with(REPAIR_LEAD)
+                && obj.ends_with("with the fields a, b, and no other text."),
+            "{obj}"
+        );
     }
 
     #[test]
     fn chat_body_gets_assistant_and_user_turns() {
         let body = json!({"model": "m", "messages": [{"role": "user", "content": "rate it"}], "max_tokens": 64});
-        let out = repaired_body(&serde_json::to_vec(&body).unwrap(), "{\"rating\": 7}", "fix it").unwrap();
+        let out = repaired_body(
+            &serde_json::to_vec(&body).unwrap(),
+            "{\"rating\": 7}",
+            "fix it",
+        )
+        .unwrap();
         let out: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             out["messages"],
@@ -141,9 +165,13 @@ mod tests {
                 {"role": "user", "content": "fix it"},
             ])
         );
-        assert_eq!((out["model"].as_str(), out["max_tokens"].as_u64()), (Some("m"), Some(64)));
+        assert_eq!(
+            (out["model"].as_str(), out["max_tokens"].as_u64()),
+            (Some("m"), Some(64))
+        );
         // A second round keeps the first.
-        let again = repaired_body(&serde_json::to_vec(&out).unwrap(), "still bad", "fix it").unwrap();
+        let again =
+            repaired_body(&serde_json::to_vec(&out).unwrap(), "still bad", "fix it").unwrap();
         let again: Value = serde_json::from_slice(&again).unwrap();
         assert_eq!(again["messages"].as_array().unwrap().len(), 5);
     }
@@ -151,25 +179,50 @@ mod tests {
     #[test]
     fn completions_prompt_is_extended() {
         let body = json!({"prompt": "Review: meh\nJSON:", "max_tokens": 32});
-        let out: Value = serde_json::from_slice(&repaired_body(&serde_json::to_vec(&body).unwrap(), " {bad", "fix it").unwrap()).unwrap();
+        let out: Value = serde_json::from_slice(
+            &repaired_body(&serde_json::to_vec(&body).unwrap(), " {bad", "fix it").unwrap(),
+        )
+        .unwrap();
         assert_eq!(out["prompt"], "Review: meh\nJSON: {bad\n\nfix it\n\n");
         let listed = json!({"prompt": ["p"]});
-        let out: Value = serde_json::from_slice(&repaired_body(&serde_json::to_vec(&listed).unwrap(), "a", "b").unwrap()).unwrap();
+        let out: Value = serde_json::from_slice(
+            &repaired_body(&serde_json::to_vec(&listed).unwrap(), "a", "b").unwrap(),
+        )
+        .unwrap();
         assert_eq!(out["prompt"], json!(["pa\n\nb\n\n"]));
     }
 
     #[test]
     fn bodies_that_cannot_be_extended_say_why() {
         let tokens = serde_json::to_vec(&json!({"prompt": [1, 2, 3]})).unwrap();
-        assert!(repaired_body(&tokens, "a", "b").unwrap_err().0.contains("not text"));
+        assert!(
+            repaired_body(&tokens, "a", "b")
+                .unwrap_err()
+                .0
+                .contains("not text")
+        );
         let neither = serde_json::to_vec(&json!({"input": "x"})).unwrap();
-        assert!(repaired_body(&neither, "a", "b").unwrap_err().0.contains("neither"));
+        assert!(
+            repaired_body(&neither, "a", "b")
+                .unwrap_err()
+                .0
+                .contains("neither")
+        );
     }
 
     #[test]
     fn long_answers_are_cut_when_echoed() {
         let body = serde_json::to_vec(&json!({"messages": []})).unwrap();
-        let out: Value = serde_json::from_slice(&repaired_body(&body, &"y".repeat(10_000), "n").unwrap()).unwrap();
-        assert_eq!(out["messages"][0]["content"].as_str().unwrap().chars().count(), MAX_ECHO);
+        let out: Value =
+            serde_json::from_slice(&repaired_body(&body, &"y".repeat(10_000), "n").unwrap())
+                .unwrap();
+        assert_eq!(
+            out["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .count(),
+            MAX_ECHO
+        );
     }
 }

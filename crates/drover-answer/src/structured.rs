@@ -40,8 +40,14 @@ pub fn honours_json_schema(engine: EngineKind) -> bool {
 /// Decides for `mode` over the fleet.
 pub fn decide(mode: Structured, backends: &[BackendSpec]) -> StructuredPlan {
     match mode {
-        Structured::On => StructuredPlan { send: true, why: "--structured on".into() },
-        Structured::Off => StructuredPlan { send: false, why: "--structured off".into() },
+        Structured::On => StructuredPlan {
+            send: true,
+            why: "--structured on".into(),
+        },
+        Structured::Off => StructuredPlan {
+            send: false,
+            why: "--structured off".into(),
+        },
         Structured::Auto => {
             let unknown: Vec<String> = backends
                 .iter()
@@ -52,15 +58,34 @@ pub fn decide(mode: Structured, backends: &[BackendSpec]) -> StructuredPlan {
                 })
                 .collect();
             if backends.is_empty() {
-                return StructuredPlan { send: false, why: "no backend to ask".into() };
+                return StructuredPlan {
+                    send: false,
+                    why: "no backend to ask".into(),
+                };
             }
             if unknown.is_empty() {
-                let mut engines: Vec<&str> = backends.iter().filter_map(|b| b.signals.as_ref()).map(|s| s.engine.name()).collect();
+                let mut engines: Vec<&str> = backends
+                    .iter()
+                    .filter_map(|b| b.signals.as_ref())
+                    .map(|s| s.engine.name())
+                    .collect();
                 engines.dedup();
-                StructuredPlan { send: true, why: format!("every backend runs {}", engines.join("/")) }
+                StructuredPlan {
+                    send: true,
+                    why: format!("every backend runs {}", engines.join("/")),
+                }
             } else {
-                let shown = unknown.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
-                let more = if unknown.len() > 3 { format!(" and {} more", unknown.len() - 3) } else { String::new() };
+                let shown = unknown
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let more = if unknown.len() > 3 {
+                    format!(" and {} more", unknown.len() - 3)
+                } else {
+                    String::new()
+                };
                 StructuredPlan {
                     send: false,
                     why: format!(
@@ -93,14 +118,25 @@ mod tests {
 
     #[test]
     fn auto_sends_only_when_every_backend_honours_it() {
-        let all = [backend(8001, Some(EngineKind::Vllm)), backend(8002, Some(EngineKind::Sglang))];
+        let all = [
+            backend(8001, Some(EngineKind::Vllm)),
+            backend(8002, Some(EngineKind::Sglang)),
+        ];
         let p = decide(Structured::Auto, &all);
         assert!(p.send);
         assert_eq!(p.why, "every backend runs vLLM/SGLang");
-        let mixed = [backend(8001, Some(EngineKind::Vllm)), backend(8002, None), backend(8003, Some(EngineKind::LlamaCpp))];
+        let mixed = [
+            backend(8001, Some(EngineKind::Vllm)),
+            backend(8002, None),
+            backend(8003, Some(EngineKind::LlamaCpp)),
+        ];
         let p = decide(Structured::Auto, &mixed);
         assert!(!p.send);
-        assert!(p.why.contains("publishes no engine metrics") && p.why.contains("runs llama.cpp"), "{}", p.why);
+        assert!(
+            p.why.contains("publishes no engine metrics") && p.why.contains("runs llama.cpp"),
+            "{}",
+            p.why
+        );
     }
 
     #[test]

@@ -74,15 +74,28 @@ fn missing_fields(data: &[u8]) -> Option<String> {
 /// Checks an uploaded batch input. `Ok(Ok(n))`: `n` requests, all good; `Ok(Err(bad))`: the
 /// first bad line; `Err`: the file could not be read.
 pub fn check_upload(path: &Path) -> io::Result<Result<u64, BadLine>> {
-    let cfg = ParseConfig { defaults: RequestDefaults::default(), template: None };
-    let mut lines = LineReader::new(BufReader::with_capacity(1 << 20, File::open(path)?), MAX_LINE_BYTES);
+    let cfg = ParseConfig {
+        defaults: RequestDefaults::default(),
+        template: None,
+    };
+    let mut lines = LineReader::new(
+        BufReader::with_capacity(1 << 20, File::open(path)?),
+        MAX_LINE_BYTES,
+    );
     let mut seen: HashMap<u64, u64> = HashMap::new();
     let mut requests = 0u64;
     while let Some((n, line)) = lines.next_line()? {
-        let bad = |message: String| Ok(Err(BadLine { line: n, message: format!("line {n}: {message}") }));
+        let bad = |message: String| {
+            Ok(Err(BadLine {
+                line: n,
+                message: format!("line {n}: {message}"),
+            }))
+        };
         let data = match line {
             Line::TooLong { len } => {
-                return bad(format!("the line is {len} bytes, over the limit of {MAX_LINE_BYTES} bytes per request"));
+                return bad(format!(
+                    "the line is {len} bytes, over the limit of {MAX_LINE_BYTES} bytes per request"
+                ));
             }
             Line::Data(d) if d.iter().all(u8::is_ascii_whitespace) => continue,
             Line::Data(d) => d,
@@ -103,7 +116,10 @@ pub fn check_upload(path: &Path) -> io::Result<Result<u64, BadLine>> {
         requests += 1;
     }
     if requests == 0 {
-        return Ok(Err(BadLine { line: 0, message: "the file has no request lines".into() }));
+        return Ok(Err(BadLine {
+            line: 0,
+            message: "the file has no request lines".into(),
+        }));
     }
     Ok(Ok(requests))
 }
@@ -124,7 +140,10 @@ struct UrlOnly {
 
 /// Counts a batch's requests and checks that each line's `url` is the batch's `endpoint`.
 pub fn scan_for_batch(path: &Path, endpoint: Endpoint) -> io::Result<Scan> {
-    let mut lines = LineReader::new(BufReader::with_capacity(1 << 20, File::open(path)?), MAX_LINE_BYTES);
+    let mut lines = LineReader::new(
+        BufReader::with_capacity(1 << 20, File::open(path)?),
+        MAX_LINE_BYTES,
+    );
     let (mut requests, mut errors, mut more) = (0u64, Vec::new(), 0u64);
     while let Some((n, line)) = lines.next_line()? {
         let problem = match line {
@@ -132,20 +151,36 @@ pub fn scan_for_batch(path: &Path, endpoint: Endpoint) -> io::Result<Scan> {
             Line::Data(d) => match serde_json::from_slice::<UrlOnly>(d) {
                 Ok(UrlOnly { url: Some(url) }) => match Endpoint::from_url(&url) {
                     Ok(e) if e == endpoint => None,
-                    _ => Some(("mismatched_endpoint", format!(
-                        "line {n}: url {url:?} does not match the batch's endpoint {:?}: a batch sends every line to one endpoint",
-                        endpoint.url()
-                    ))),
+                    _ => Some((
+                        "mismatched_endpoint",
+                        format!(
+                            "line {n}: url {url:?} does not match the batch's endpoint {:?}: a batch sends every line to one endpoint",
+                            endpoint.url()
+                        ),
+                    )),
                 },
-                Ok(UrlOnly { url: None }) => Some(("invalid_request", format!("line {n}: no \"url\""))),
-                Err(e) => Some(("invalid_json_line", format!("line {n}: not a JSON object: {e}"))),
+                Ok(UrlOnly { url: None }) => {
+                    Some(("invalid_request", format!("line {n}: no \"url\"")))
+                }
+                Err(e) => Some((
+                    "invalid_json_line",
+                    format!("line {n}: not a JSON object: {e}"),
+                )),
             },
-            Line::TooLong { len } => Some(("invalid_request", format!("line {n}: {len} bytes, over {MAX_LINE_BYTES}"))),
+            Line::TooLong { len } => Some((
+                "invalid_request",
+                format!("line {n}: {len} bytes, over {MAX_LINE_BYTES}"),
+            )),
         };
         requests += 1;
         if let Some((code, message)) = problem {
             if errors.len() < MAX_LISTED {
-                errors.push(LineError { code: code.into(), message, param: Some("url".into()), line: Some(n) });
+                errors.push(LineError {
+                    code: code.into(),
+                    message,
+                    param: Some("url".into()),
+                    line: Some(n),
+                });
             } else {
                 more += 1;
             }
@@ -160,7 +195,12 @@ pub fn scan_for_batch(path: &Path, endpoint: Endpoint) -> io::Result<Scan> {
         });
     }
     if requests == 0 {
-        errors.push(LineError { code: "empty_file".into(), message: "the input file has no request lines".into(), param: None, line: None });
+        errors.push(LineError {
+            code: "empty_file".into(),
+            message: "the input file has no request lines".into(),
+            param: None,
+            line: None,
+        });
     }
     Ok(Scan { requests, errors })
 }
@@ -170,7 +210,9 @@ mod tests {
     use super::*;
 
     fn req(id: &str, url: &str) -> String {
-        format!(r#"{{"custom_id":"{id}","method":"POST","url":"{url}","body":{{"messages":[{{"role":"user","content":"hi"}}]}}}}"#)
+        format!(
+            r#"{{"custom_id":"{id}","method":"POST","url":"{url}","body":{{"messages":[{{"role":"user","content":"hi"}}]}}}}"#
+        )
     }
 
     fn file(lines: &[String]) -> (tempfile::TempDir, std::path::PathBuf) {
@@ -182,7 +224,11 @@ mod tests {
 
     #[test]
     fn good_uploads_count_their_requests() {
-        let (_d, p) = file(&[req("a", "/v1/chat/completions"), String::new(), req("b", "/v1/chat/completions")]);
+        let (_d, p) = file(&[
+            req("a", "/v1/chat/completions"),
+            String::new(),
+            req("b", "/v1/chat/completions"),
+        ]);
         assert_eq!(check_upload(&p).unwrap(), Ok(2));
     }
 
@@ -205,26 +251,49 @@ mod tests {
             let (_d, p) = file(&lines);
             let bad = check_upload(&p).unwrap().unwrap_err();
             assert_eq!(bad.line, line, "{bad:?}");
-            assert!(bad.message.contains(want), "{:?} does not say {want:?}", bad.message);
+            assert!(
+                bad.message.contains(want),
+                "{:?} does not say {want:?}",
+                bad.message
+            );
             if line > 0 {
-                assert!(bad.message.starts_with(&format!("line {line}: ")), "{}", bad.message);
+                assert!(
+                    bad.message.starts_with(&format!("line {line}: ")),
+                    "{}",
+                    bad.message
+                );
             }
         }
     }
 
     #[test]
     fn a_batch_sends_every_line_to_its_endpoint() {
-        let (_d, p) = file(&[req("a", "/v1/chat/completions"), req("b", "/v1/completions"), "  ".into(), req("c", "/chat/completions")]);
+        let (_d, p) = file(&[
+            req("a", "/v1/chat/completions"),
+            req("b", "/v1/completions"),
+            "  ".into(),
+            req("c", "/chat/completions"),
+        ]);
         let scan = scan_for_batch(&p, Endpoint::ChatCompletions).unwrap();
         assert_eq!(scan.requests, 3);
         assert_eq!(scan.errors.len(), 1);
         assert_eq!(scan.errors[0].line, Some(2));
         assert_eq!(scan.errors[0].code, "mismatched_endpoint");
-        assert!(scan.errors[0].message.contains("\"/v1/completions\""), "{}", scan.errors[0].message);
-        let many: Vec<String> = (0..30).map(|i| req(&i.to_string(), "/v1/embeddings")).collect();
+        assert!(
+            scan.errors[0].message.contains("\"/v1/completions\""),
+            "{}",
+            scan.errors[0].message
+        );
+        let many: Vec<String> = (0..30)
+            .map(|i| req(&i.to_string(), "/v1/embeddings"))
+            .collect();
         let (_d, p) = file(&many);
         let scan = scan_for_batch(&p, Endpoint::ChatCompletions).unwrap();
         assert_eq!(scan.errors.len(), MAX_LISTED + 1);
-        assert!(scan.errors[MAX_LISTED].message.starts_with("10 more"), "{:?}", scan.errors[MAX_LISTED]);
+        assert!(
+            scan.errors[MAX_LISTED].message.starts_with("10 more"),
+            "{:?}",
+            scan.errors[MAX_LISTED]
+        );
     }
 }

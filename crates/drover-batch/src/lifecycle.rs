@@ -51,7 +51,10 @@ impl DataDir {
     }
     /// A path under the root made relative, for storing.
     pub(crate) fn relative(&self, p: &Path) -> String {
-        p.strip_prefix(&self.root).unwrap_or(p).to_string_lossy().into_owned()
+        p.strip_prefix(&self.root)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
@@ -78,17 +81,30 @@ impl Ctx {
 
     async fn validate(self: &Arc<Self>, batch: BatchRow) -> Result<(), BatchError> {
         let fail = |code: &str, message: String, param: &str| {
-            vec![LineError { code: code.into(), message, param: Some(param.into()), line: None }]
+            vec![LineError {
+                code: code.into(),
+                message,
+                param: Some(param.into()),
+                line: None,
+            }]
         };
         let input = match self.store.file(&batch.input_file_id).await? {
             Some(f) => self.dirs.resolve(&f.path),
             None => {
-                let errors = fail("invalid_input_file", format!("input file {} no longer exists", batch.input_file_id), "input_file_id");
+                let errors = fail(
+                    "invalid_input_file",
+                    format!("input file {} no longer exists", batch.input_file_id),
+                    "input_file_id",
+                );
                 return self.reject(&batch.id, errors, 0).await;
             }
         };
         let Ok(endpoint) = Endpoint::from_url(&batch.endpoint) else {
-            let errors = fail("invalid_endpoint", format!("endpoint {:?} is not served", batch.endpoint), "endpoint");
+            let errors = fail(
+                "invalid_endpoint",
+                format!("endpoint {:?} is not served", batch.endpoint),
+                "endpoint",
+            );
             return self.reject(&batch.id, errors, 0).await;
         };
         let path = input.clone();
@@ -103,8 +119,13 @@ impl Ctx {
             Some(Status::InProgress) => self.start(&batch.id, false).await,
             // Cancelled while validating: nothing was sent.
             Some(Status::Cancelling) => {
-                let counts = Counts { total: scan.requests, ..Counts::default() };
-                self.store.finish(&batch.id, Ending::Cancelled, counts, None, None, now()).await?;
+                let counts = Counts {
+                    total: scan.requests,
+                    ..Counts::default()
+                };
+                self.store
+                    .finish(&batch.id, Ending::Cancelled, counts, None, None, now())
+                    .await?;
                 Ok(())
             }
             _ => Ok(()),
@@ -114,22 +135,32 @@ impl Ctx {
     /// Fails a batch's validation, or, when it was cancelled meanwhile, ends it cancelled.
     async fn reject(&self, id: &str, errors: Vec<LineError>, total: u64) -> Result<(), BatchError> {
         if !self.store.fail_validation(id, errors, total, now()).await? {
-            let counts = Counts { total, ..Counts::default() };
-            self.store.finish(id, Ending::Cancelled, counts, None, None, now()).await?;
+            let counts = Counts {
+                total,
+                ..Counts::default()
+            };
+            self.store
+                .finish(id, Ending::Cancelled, counts, None, None, now())
+                .await?;
         }
         Ok(())
     }
 
     /// Repairs and reopens the batch's journal and hands the batch to the runtime.
     pub(crate) async fn start(self: &Arc<Self>, id: &str, cancel: bool) -> Result<(), BatchError> {
-        let Some(batch) = self.store.batch(id).await? else { return Ok(()) };
+        let Some(batch) = self.store.batch(id).await? else {
+            return Ok(());
+        };
         let Some(file) = self.store.file(&batch.input_file_id).await? else {
             let ended = Ended {
                 id: batch.id.clone(),
                 input: PathBuf::new(),
                 journal: self.dirs.batch(&batch.id).join(JOURNAL),
                 counts: batch.counts,
-                ending: Ending::Failed(format!("input file {} no longer exists", batch.input_file_id)),
+                ending: Ending::Failed(format!(
+                    "input file {} no longer exists",
+                    batch.input_file_id
+                )),
             };
             self.spawn_finalize(ended);
             return Ok(());
@@ -160,7 +191,16 @@ impl Ctx {
             .await
             .expect("journal task")?
         };
-        let start = StartBatch { id: batch.id.clone(), input, journal, writer, done, counts, expires_at: batch.expires_at, cancel };
+        let start = StartBatch {
+            id: batch.id.clone(),
+            input,
+            journal,
+            writer,
+            done,
+            counts,
+            expires_at: batch.expires_at,
+            cancel,
+        };
         if !self.runtime.send(Cmd::Start(Box::new(start))) {
             tracing::info!(target: "drover::batch", batch = %batch.id, "not started: shutting down (a restart resumes it)");
         }
@@ -193,7 +233,11 @@ impl Ctx {
             self.store.mark_finalizing(&e.id, e.counts, now()).await?;
         }
         let dir = self.dirs.batch(&e.id);
-        let (journal, input, expire) = (e.journal.clone(), e.input.clone(), e.ending == Ending::Expired);
+        let (journal, input, expire) = (
+            e.journal.clone(),
+            e.input.clone(),
+            e.ending == Ending::Expired,
+        );
         let split = {
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || -> std::io::Result<finalize::Split> {
@@ -211,13 +255,19 @@ impl Ctx {
             Err(err) => {
                 // The journal is kept: nothing is lost, but the batch cannot be delivered.
                 let why = format!("cannot write the result files in {}: {err}", dir.display());
-                self.store.finish(&e.id, Ending::Failed(why), e.counts, None, None, now()).await?;
+                self.store
+                    .finish(&e.id, Ending::Failed(why), e.counts, None, None, now())
+                    .await?;
                 self.forget(&e.id);
                 return Ok(());
             }
         };
         let lines = |w: &Option<Written>| w.as_ref().map_or(0, |w| w.lines);
-        let counts = Counts { total: e.counts.total, completed: lines(&split.output), failed: lines(&split.errors) };
+        let counts = Counts {
+            total: e.counts.total,
+            completed: lines(&split.output),
+            failed: lines(&split.errors),
+        };
         let created = now();
         let row = |w: Option<Written>, kind: &str| {
             w.map(|w| FileRow {
@@ -230,7 +280,10 @@ impl Ctx {
             })
         };
         let (output, errors) = (row(split.output, "output"), row(split.errors, "error"));
-        let status = self.store.finish(&e.id, e.ending.clone(), counts, output, errors, now()).await?;
+        let status = self
+            .store
+            .finish(&e.id, e.ending.clone(), counts, output, errors, now())
+            .await?;
         tracing::info!(target: "drover::batch", batch = %e.id, "{} ({counts:?})", status.map_or("gone", |s| s.as_str()));
         // The output and error files hold every line now; the journal has done its work.
         if status.is_some_and(Status::is_terminal) {
@@ -255,7 +308,12 @@ impl Ctx {
     pub(crate) async fn recover(self: &Arc<Self>) -> Result<(), BatchError> {
         let open = self
             .store
-            .batches_in(&[Status::Validating, Status::InProgress, Status::Cancelling, Status::Finalizing])
+            .batches_in(&[
+                Status::Validating,
+                Status::InProgress,
+                Status::Cancelling,
+                Status::Finalizing,
+            ])
             .await?;
         for b in open {
             tracing::info!(target: "drover::batch", batch = %b.id, "picking up a {} batch", b.status.as_str());
@@ -269,7 +327,13 @@ impl Ctx {
                         None => PathBuf::new(),
                     };
                     let journal = self.dirs.batch(&b.id).join(JOURNAL);
-                    self.spawn_finalize(Ended { id: b.id, input, journal, counts: b.counts, ending: Ending::Completed });
+                    self.spawn_finalize(Ended {
+                        id: b.id,
+                        input,
+                        journal,
+                        counts: b.counts,
+                        ending: Ending::Completed,
+                    });
                 }
                 _ => {}
             }

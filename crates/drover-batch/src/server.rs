@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use drover_client::Client;
-use drover_sched::{BackendSpec, Control, DispatchConfig, DispatchEvent, Dispatcher, FleetSnapshot, Wiring};
+use drover_sched::{
+    BackendSpec, Control, DispatchConfig, DispatchEvent, Dispatcher, FleetSnapshot, Wiring,
+};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
@@ -65,20 +67,40 @@ impl BatchServer {
     /// Creates the directory layout, takes the directory's lock and opens the database.
     pub fn open(config: ServerConfig) -> Result<BatchServer, BatchError> {
         let root = &config.data_dir;
-        for d in [root.clone(), root.join("files"), root.join("batches"), root.join("tmp")] {
+        for d in [
+            root.clone(),
+            root.join("files"),
+            root.join("batches"),
+            root.join("tmp"),
+        ] {
             std::fs::create_dir_all(&d).map_err(BatchError::io(&d))?;
         }
         let root = root.canonicalize().map_err(BatchError::io(root))?;
         let lock_path = root.join("lock");
-        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(BatchError::io(&lock_path))?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(BatchError::io(&lock_path))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Err(BatchError::Locked(root)),
-            Err(std::fs::TryLockError::Error(e)) => return Err(BatchError::Io { path: lock_path, source: e }),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(BatchError::Io {
+                    path: lock_path,
+                    source: e,
+                });
+            }
         }
         clear_dir(&root.join("tmp"));
         let store = Store::open(&root.join(DB_FILE))?;
-        Ok(BatchServer { config, store, dirs: DataDir { root }, _lock: lock })
+        Ok(BatchServer {
+            config,
+            store,
+            dirs: DataDir { root },
+            _lock: lock,
+        })
     }
 
     /// The data directory (absolute).
@@ -90,8 +112,17 @@ impl BatchServer {
     /// it stops accepting requests, stops sending new ones to the fleet, gives those in flight
     /// up to the grace period, syncs every journal and returns. Whatever did not finish is
     /// resumed by the next start on the same directory.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), BatchError> {
-        let BatchServer { mut config, store, dirs, _lock } = self;
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), BatchError> {
+        let BatchServer {
+            mut config,
+            store,
+            dirs,
+            _lock,
+        } = self;
         let mut dispatch = config.dispatch.clone();
         dispatch.lookahead = LOOKAHEAD;
         // Hedges copy stragglers at the end of a job's input; a server's input has no end.
@@ -100,7 +131,12 @@ impl BatchServer {
         let (finished_tx, finished_rx) = mpsc::channel(4096);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let control = Control::default();
-        let dispatcher = Dispatcher::new(dispatch, config.client.clone(), std::mem::take(&mut config.backends), None);
+        let dispatcher = Dispatcher::new(
+            dispatch,
+            config.client.clone(),
+            std::mem::take(&mut config.backends),
+            None,
+        );
         let dispatcher = tokio::spawn(dispatcher.run(Wiring {
             input: input_rx,
             finished: finished_tx,
@@ -112,9 +148,15 @@ impl BatchServer {
         tokio::spawn(log_events(events_rx));
 
         let (ended_tx, ended_rx) = mpsc::unbounded_channel();
-        let (handle, runtime, cmds) = Runtime::new(config.model.clone(), config.drain, input_tx, ended_tx);
+        let (handle, runtime, cmds) =
+            Runtime::new(config.model.clone(), config.drain, input_tx, ended_tx);
         let runtime = tokio::spawn(runtime.run(finished_rx, cmds));
-        let ctx = Arc::new(Ctx { store, dirs, runtime: handle, tasks: TaskTracker::new() });
+        let ctx = Arc::new(Ctx {
+            store,
+            dirs,
+            runtime: handle,
+            tasks: TaskTracker::new(),
+        });
         ctx.spawn_finalizer(ended_rx);
         ctx.recover().await?;
 
@@ -175,13 +217,27 @@ fn clear_dir(dir: &Path) {
 async fn log_events(mut events: mpsc::UnboundedReceiver<DispatchEvent>) {
     while let Some(e) = events.recv().await {
         match e {
-            DispatchEvent::Ejected { backend, reason } => tracing::warn!(target: "drover::batch", "backend {backend} out: {reason}"),
-            DispatchEvent::Readmitted { backend } => tracing::warn!(target: "drover::batch", "backend {backend} back"),
-            DispatchEvent::AllDown { .. } => tracing::warn!(target: "drover::batch", "every backend is down; batches wait for one to come back"),
-            DispatchEvent::Recovered => tracing::warn!(target: "drover::batch", "a backend is back; dispatch resumes"),
-            DispatchEvent::GaveUp => tracing::error!(target: "drover::batch", "gave up waiting for a backend; remaining requests fail with no_backend"),
-            DispatchEvent::Joined { backend } => tracing::warn!(target: "drover::batch", "backend {backend} joined"),
-            DispatchEvent::Left { backend } => tracing::warn!(target: "drover::batch", "backend {backend} left; draining"),
+            DispatchEvent::Ejected { backend, reason } => {
+                tracing::warn!(target: "drover::batch", "backend {backend} out: {reason}")
+            }
+            DispatchEvent::Readmitted { backend } => {
+                tracing::warn!(target: "drover::batch", "backend {backend} back")
+            }
+            DispatchEvent::AllDown { .. } => {
+                tracing::warn!(target: "drover::batch", "every backend is down; batches wait for one to come back")
+            }
+            DispatchEvent::Recovered => {
+                tracing::warn!(target: "drover::batch", "a backend is back; dispatch resumes")
+            }
+            DispatchEvent::GaveUp => {
+                tracing::error!(target: "drover::batch", "gave up waiting for a backend; remaining requests fail with no_backend")
+            }
+            DispatchEvent::Joined { backend } => {
+                tracing::warn!(target: "drover::batch", "backend {backend} joined")
+            }
+            DispatchEvent::Left { backend } => {
+                tracing::warn!(target: "drover::batch", "backend {backend} left; draining")
+            }
         }
     }
 }

@@ -13,10 +13,15 @@ pub const MAX: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Parses a completion window; the error says what is accepted.
 pub fn parse(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("completion_window {s:?} is not a duration ({e}): use \"24h\" (or e.g. \"90m\", \"7d\")"))?;
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
+        format!(
+            "completion_window {s:?} is not a duration ({e}): use \"24h\" (or e.g. \"90m\", \"7d\")"
+        )
+    })?;
     if d < MIN || d > MAX {
-        return Err(format!("completion_window {s:?} must be between 1s and 365d; \"24h\" is OpenAI's value"));
+        return Err(format!(
+            "completion_window {s:?} must be between 1s and 365d; \"24h\" is OpenAI's value"
+        ));
     }
     Ok(d)
 }

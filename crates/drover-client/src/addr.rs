@@ -22,7 +22,9 @@ pub struct BackendAddr {
 
 /// A backend string that is not an address.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid backend {input:?}: {reason}; use a port (8001), host:port, or http://host:port[/v1]")]
+#[error(
+    "invalid backend {input:?}: {reason}; use a port (8001), host:port, or http://host:port[/v1]"
+)]
 pub struct AddrError {
     /// What the user wrote.
     pub input: String,
@@ -34,7 +36,10 @@ impl BackendAddr {
     /// Parses one backend.
     pub fn parse(input: &str) -> Result<BackendAddr, AddrError> {
         let s = input.trim();
-        let bad = |reason: &str| AddrError { input: input.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| AddrError {
+            input: input.to_string(),
+            reason: reason.to_string(),
+        };
         if s.is_empty() {
             return Err(bad("empty"));
         }
@@ -46,7 +51,9 @@ impl BackendAddr {
             Some((sc, rest)) => {
                 let sc = sc.to_ascii_lowercase();
                 if sc != "http" && sc != "https" {
-                    return Err(bad("scheme must be http or https (dns:// names a set of backends)"));
+                    return Err(bad(
+                        "scheme must be http or https (dns:// names a set of backends)",
+                    ));
                 }
                 (sc, rest)
             }
@@ -60,12 +67,15 @@ impl BackendAddr {
             return Err(bad("no host"));
         }
         if authority.contains('@') {
-            return Err(bad("credentials in URLs are not supported; pass the key with --api-key-env"));
+            return Err(bad(
+                "credentials in URLs are not supported; pass the key with --api-key-env",
+            ));
         }
         // host:port, [v6]:port, or host alone with a scheme.
         let has_port = match authority.rfind(':') {
             Some(i) if !authority[i..].contains(']') => {
-                parse_port(&authority[i + 1..]).ok_or_else(|| bad("port is not a number 1-65535"))?;
+                parse_port(&authority[i + 1..])
+                    .ok_or_else(|| bad("port is not a number 1-65535"))?;
                 true
             }
             _ => false,
@@ -80,9 +90,22 @@ impl BackendAddr {
         let path = if path.is_empty() { "/v1" } else { path };
         let root = format!("{scheme}://{authority}");
         let base = format!("{root}{path}");
-        let parse = |e: Endpoint| format!("{base}/{}", e.path()).parse::<http::Uri>().map_err(|err| err.to_string());
-        let endpoints = [parse(Endpoint::ChatCompletions)?, parse(Endpoint::Completions)?, parse(Endpoint::Embeddings)?];
-        Ok(BackendAddr { base, label: authority.to_string(), root, endpoints })
+        let parse = |e: Endpoint| {
+            format!("{base}/{}", e.path())
+                .parse::<http::Uri>()
+                .map_err(|err| err.to_string())
+        };
+        let endpoints = [
+            parse(Endpoint::ChatCompletions)?,
+            parse(Endpoint::Completions)?,
+            parse(Endpoint::Embeddings)?,
+        ];
+        Ok(BackendAddr {
+            base,
+            label: authority.to_string(),
+            root,
+            endpoints,
+        })
     }
 
     /// The URI of an endpoint.
@@ -129,19 +152,58 @@ mod tests {
     #[test]
     fn accepted_forms() {
         let a = BackendAddr::parse("8001").unwrap();
-        assert_eq!((a.base.as_str(), a.root.as_str(), a.label.as_str()), ("http://127.0.0.1:8001/v1", "http://127.0.0.1:8001", "127.0.0.1:8001"));
-        assert_eq!(BackendAddr::parse("gpu3:8000").unwrap().base, "http://gpu3:8000/v1");
-        assert_eq!(BackendAddr::parse("http://gpu3:8000").unwrap().base, "http://gpu3:8000/v1");
-        assert_eq!(BackendAddr::parse("http://gpu3:8000/v1/").unwrap().base, "http://gpu3:8000/v1");
-        assert_eq!(BackendAddr::parse("https://api.example.com/openai/v1").unwrap().base, "https://api.example.com/openai/v1");
-        assert_eq!(BackendAddr::parse("https://api.example.com/openai/v1").unwrap().root, "https://api.example.com");
-        assert_eq!(BackendAddr::parse("http://[::1]:9000").unwrap().label, "[::1]:9000");
-        assert_eq!(BackendAddr::parse("8001").unwrap().url("chat/completions"), "http://127.0.0.1:8001/v1/chat/completions");
+        assert_eq!(
+            (a.base.as_str(), a.root.as_str(), a.label.as_str()),
+            (
+                "http://127.0.0.1:8001/v1",
+                "http://127.0.0.1:8001",
+                "127.0.0.1:8001"
+            )
+        );
+        assert_eq!(
+            BackendAddr::parse("gpu3:8000").unwrap().base,
+            "http://gpu3:8000/v1"
+        );
+        assert_eq!(
+            BackendAddr::parse("http://gpu3:8000").unwrap().base,
+            "http://gpu3:8000/v1"
+        );
+        assert_eq!(
+            BackendAddr::parse("http://gpu3:8000/v1/").unwrap().base,
+            "http://gpu3:8000/v1"
+        );
+        assert_eq!(
+            BackendAddr::parse("https://api.example.com/openai/v1")
+                .unwrap()
+                .base,
+            "https://api.example.com/openai/v1"
+        );
+        assert_eq!(
+            BackendAddr::parse("https://api.example.com/openai/v1")
+                .unwrap()
+                .root,
+            "https://api.example.com"
+        );
+        assert_eq!(
+            BackendAddr::parse("http://[::1]:9000").unwrap().label,
+            "[::1]:9000"
+        );
+        assert_eq!(
+            BackendAddr::parse("8001").unwrap().url("chat/completions"),
+            "http://127.0.0.1:8001/v1/chat/completions"
+        );
     }
 
     #[test]
     fn rejected_forms_say_why() {
-        for (input, why) in [("", "empty"), ("99999", "range"), ("gpu3", "no port"), ("ftp://x:1", "scheme"), ("h:abc", "port"), ("http://u:p@h:1", "credentials")] {
+        for (input, why) in [
+            ("", "empty"),
+            ("99999", "range"),
+            ("gpu3", "no port"),
+            ("ftp://x:1", "scheme"),
+            ("h:abc", "port"),
+            ("http://u:p@h:1", "credentials"),
+        ] {
             let e = BackendAddr::parse(input).unwrap_err().to_string();
             assert!(e.contains(why), "{input}: {e}");
             assert!(e.contains("host:port"), "{e}");

@@ -23,7 +23,10 @@ pub struct ClientConfig {
 
 impl Default for ClientConfig {
     fn default() -> Self {
-        ClientConfig { api_key: None, connect_timeout: Duration::from_secs(10) }
+        ClientConfig {
+            api_key: None,
+            connect_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -126,13 +129,19 @@ pub struct AttemptError {
 
 impl AttemptError {
     fn new(failure: Failure, message: impl Into<String>) -> Self {
-        AttemptError { failure, message: message.into(), body: None }
+        AttemptError {
+            failure,
+            message: message.into(),
+            body: None,
+        }
     }
 
     /// HTTP status, when the server answered.
     pub fn status(&self) -> Option<u16> {
         match &self.failure {
-            Failure::Overloaded { status, .. } | Failure::Server { status } | Failure::Rejected { status } => Some(*status),
+            Failure::Overloaded { status, .. }
+            | Failure::Server { status }
+            | Failure::Rejected { status } => Some(*status),
             _ => None,
         }
     }
@@ -171,15 +180,21 @@ impl Client {
             .https_or_http()
             .enable_http1()
             .wrap_connector(connector);
-        let fast = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(https);
+        let fast =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(https);
         let auth = config.api_key.as_ref().and_then(|k| {
             let mut v = http::HeaderValue::from_str(&format!("Bearer {k}")).ok()?;
             v.set_sensitive(true);
             Some(v)
         });
-        Ok(Client { http, fast, api_key: config.api_key.map(Arc::from), auth })
+        Ok(Client {
+            http,
+            fast,
+            api_key: config.api_key.map(Arc::from),
+            auth,
+        })
     }
 
     pub(crate) fn get(&self, url: String) -> reqwest::RequestBuilder {
@@ -205,21 +220,31 @@ impl Client {
         let stream = opts.stream && endpoint.generates();
         let tokens = progress.map(|p| &p.tokens);
         let mut awaiting = Awaiting::start(progress, stream);
-        let payload = if stream { with_stream_fields(body) } else { body.clone() };
+        let payload = if stream {
+            with_stream_fields(body)
+        } else {
+            body.clone()
+        };
         let mut req = http::Request::post(backend.endpoint(endpoint).clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header("x-request-id", opts.request_id);
         if let Some(a) = &self.auth {
             req = req.header(http::header::AUTHORIZATION, a.clone());
         }
-        let req = req
-            .body(http_body_util::Full::new(payload))
-            .map_err(|e| AttemptError::new(Failure::Rejected { status: 0 }, format!("cannot build the request: {e}")))?;
+        let req = req.body(http_body_util::Full::new(payload)).map_err(|e| {
+            AttemptError::new(
+                Failure::Rejected { status: 0 },
+                format!("cannot build the request: {e}"),
+            )
+        })?;
         let work = async {
             let resp = self.fast.request(req).await.map_err(classify_request)?;
             let status = resp.status().as_u16();
             if !(200..300).contains(&status) {
-                let retry_after = resp.headers().get(http::header::RETRY_AFTER).and_then(parse_retry_after);
+                let retry_after = resp
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(parse_retry_after);
                 let bytes = read_all(resp.into_body()).await.unwrap_or_default();
                 return Err(http_error(status, retry_after, &bytes));
             }
@@ -230,7 +255,15 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("text/event-stream"));
             if stream && is_sse {
-                read_stream(resp.into_body(), status, endpoint, opts.idle_timeout, tokens, &mut awaiting).await
+                read_stream(
+                    resp.into_body(),
+                    status,
+                    endpoint,
+                    opts.idle_timeout,
+                    tokens,
+                    &mut awaiting,
+                )
+                .await
             } else {
                 awaiting.first_token();
                 let bytes = read_all(resp.into_body()).await.map_err(classify_body)?;
@@ -238,7 +271,12 @@ impl Client {
                 if let Some(t) = tokens {
                     t.fetch_add(usage.completion_tokens, Ordering::Relaxed);
                 }
-                Ok(Answer { status, body, usage, ttft: None })
+                Ok(Answer {
+                    status,
+                    body,
+                    usage,
+                    ttft: None,
+                })
             }
         };
         match tokio::time::timeout(opts.timeout, work).await {
@@ -251,14 +289,21 @@ impl Client {
     }
 
     /// `GET /health`: whether the backend says it is serving.
-    pub async fn health(&self, backend: &BackendAddr, timeout: Duration) -> Result<(), AttemptError> {
+    pub async fn health(
+        &self,
+        backend: &BackendAddr,
+        timeout: Duration,
+    ) -> Result<(), AttemptError> {
         let req = self.get(backend.root_url("health")).timeout(timeout).send();
         let resp = req.await.map_err(classify_transport)?;
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
             Ok(())
         } else {
-            Err(AttemptError::new(Failure::from_status(status, None), format!("/health answered HTTP {status}")))
+            Err(AttemptError::new(
+                Failure::from_status(status, None),
+                format!("/health answered HTTP {status}"),
+            ))
         }
     }
 }
@@ -359,21 +404,31 @@ async fn read_stream(
     parser.finish(&mut |d| st.on_event(d));
     match st.failure {
         Some(StreamError::Garbage(m)) => return Err(AttemptError::new(Failure::Garbage, m)),
-        Some(StreamError::Server(m)) => return Err(AttemptError::new(Failure::Server { status: 500 }, m)),
+        Some(StreamError::Server(m)) => {
+            return Err(AttemptError::new(Failure::Server { status: 500 }, m));
+        }
         None => {}
     }
     if !st.done && !st.asm.is_finished() {
-        return Err(AttemptError::new(Failure::Reset, "stream ended before the answer was complete"));
+        return Err(AttemptError::new(
+            Failure::Reset,
+            "stream ended before the answer was complete",
+        ));
     }
     // Reconcile the live count with the server's usage.
     let (body, usage) = st.asm.finish(st.pieces);
-    if let Some(t) = tokens {
-        if usage.completion_tokens > st.pieces {
-            t.fetch_add(usage.completion_tokens - st.pieces, Ordering::Relaxed);
-        }
+    if let Some(t) = tokens
+        && usage.completion_tokens > st.pieces
+    {
+        t.fetch_add(usage.completion_tokens - st.pieces, Ordering::Relaxed);
     }
     let body = serde_json::value::to_raw_value(&body).expect("serializable");
-    Ok(Answer { status, body, usage, ttft: st.ttft })
+    Ok(Answer {
+        status,
+        body,
+        usage,
+        ttft: st.ttft,
+    })
 }
 
 /// The whole body.
@@ -386,15 +441,27 @@ async fn read_all(body: hyper::body::Incoming) -> Result<Bytes, hyper::Error> {
 fn check_body(bytes: &[u8], endpoint: Endpoint) -> Result<(Box<RawValue>, Usage), AttemptError> {
     let garbage = |why: String| AttemptError::new(Failure::Garbage, why);
     // One validating pass; the fields looked at are borrowed slices of the input.
-    let env: Envelope<'_> = serde_json::from_slice(bytes).map_err(|e| garbage(format!("response is not JSON: {e}: {}", snippet(bytes))))?;
+    let env: Envelope<'_> = serde_json::from_slice(bytes)
+        .map_err(|e| garbage(format!("response is not JSON: {e}: {}", snippet(bytes))))?;
     let has_payload = match endpoint {
         Endpoint::Embeddings => env.data.is_some(),
         _ => env.choices.is_some(),
     };
     if !has_payload {
-        return Err(garbage(format!("response has no {}: {}", if endpoint == Endpoint::Embeddings { "data" } else { "choices" }, snippet(bytes))));
+        return Err(garbage(format!(
+            "response has no {}: {}",
+            if endpoint == Endpoint::Embeddings {
+                "data"
+            } else {
+                "choices"
+            },
+            snippet(bytes)
+        )));
     }
-    let usage = env.usage.and_then(|u| serde_json::from_str::<Usage>(u.get()).ok()).unwrap_or_default();
+    let usage = env
+        .usage
+        .and_then(|u| serde_json::from_str::<Usage>(u.get()).ok())
+        .unwrap_or_default();
     // Valid JSON (just parsed) is valid UTF-8; the body is kept as a raw value for the output.
     let text = std::str::from_utf8(bytes).map_err(|e| garbage(e.to_string()))?;
     let body: Box<RawValue> = serde_json::from_str(text).map_err(|e| garbage(e.to_string()))?;
@@ -407,15 +474,25 @@ fn compact(body: Box<RawValue>) -> Box<RawValue> {
     if !body.get().bytes().any(|b| b == b'\n' || b == b'\r') {
         return body;
     }
-    let text: String = body.get().chars().filter(|c| *c != '\n' && *c != '\r').collect();
+    let text: String = body
+        .get()
+        .chars()
+        .filter(|c| *c != '\n' && *c != '\r')
+        .collect();
     RawValue::from_string(text).expect("removing whitespace keeps JSON valid")
 }
 
 fn http_error(status: u16, retry_after: Option<Duration>, bytes: &[u8]) -> AttemptError {
     let failure = Failure::from_status(status, retry_after);
     let message = format!("HTTP {status}: {}", server_message(bytes));
-    let body = serde_json::from_slice::<Box<RawValue>>(bytes).ok().map(compact);
-    AttemptError { failure, message, body }
+    let body = serde_json::from_slice::<Box<RawValue>>(bytes)
+        .ok()
+        .map(compact);
+    AttemptError {
+        failure,
+        message,
+        body,
+    }
 }
 
 /// The server's own words: OpenAI/vLLM `error.message`, FastAPI `detail`, or the text.
@@ -456,10 +533,14 @@ fn snippet(bytes: &[u8]) -> String {
 fn parse_retry_after(v: &http::HeaderValue) -> Option<Duration> {
     let s = v.to_str().ok()?.trim();
     if let Ok(secs) = s.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)));
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(3600.0)));
     }
     let when = httpdate::parse_http_date(s).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// Transport errors: refused/unreachable → Connect; everything that broke a started exchange → Reset.
@@ -476,13 +557,21 @@ fn classify_transport(e: reqwest::Error) -> AttemptError {
 
 /// The same for the hot path's client.
 fn classify_request(e: hyper_util::client::legacy::Error) -> AttemptError {
-    let failure = if e.is_connect() { Failure::Connect } else { Failure::Reset };
+    let failure = if e.is_connect() {
+        Failure::Connect
+    } else {
+        Failure::Reset
+    };
     AttemptError::new(failure, error_chain(&e))
 }
 
 /// A response body that broke off.
 fn classify_body(e: hyper::Error) -> AttemptError {
-    let failure = if e.is_timeout() { Failure::Timeout } else { Failure::Reset };
+    let failure = if e.is_timeout() {
+        Failure::Timeout
+    } else {
+        Failure::Reset
+    };
     AttemptError::new(failure, error_chain(&e))
 }
 
@@ -526,27 +615,59 @@ mod tests {
             &with_stream_fields(&Bytes::from_static(br#"{"a":1}"#))[..],
             br#"{"stream":true,"stream_options":{"include_usage":true},"a":1}"#
         );
-        assert_eq!(&with_stream_fields(&Bytes::from_static(b"{}"))[..], br#"{"stream":true,"stream_options":{"include_usage":true}}"#);
+        assert_eq!(
+            &with_stream_fields(&Bytes::from_static(b"{}"))[..],
+            br#"{"stream":true,"stream_options":{"include_usage":true}}"#
+        );
     }
 
     #[test]
     fn bodies_are_checked_for_their_payload() {
-        let (_, u) = check_body(br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#, Endpoint::ChatCompletions).unwrap();
+        let (_, u) = check_body(
+            br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#,
+            Endpoint::ChatCompletions,
+        )
+        .unwrap();
         assert_eq!(u.completion_tokens, 4);
-        assert_eq!(check_body(b"<html>oops", Endpoint::ChatCompletions).unwrap_err().failure, Failure::Garbage);
-        assert_eq!(check_body(br#"{"error":"x"}"#, Endpoint::ChatCompletions).unwrap_err().failure, Failure::Garbage);
+        assert_eq!(
+            check_body(b"<html>oops", Endpoint::ChatCompletions)
+                .unwrap_err()
+                .failure,
+            Failure::Garbage
+        );
+        assert_eq!(
+            check_body(br#"{"error":"x"}"#, Endpoint::ChatCompletions)
+                .unwrap_err()
+                .failure,
+            Failure::Garbage
+        );
         assert!(check_body(br#"{"data":[]}"#, Endpoint::Embeddings).is_ok());
-        let (b, _) = check_body(b"{\n  \"choices\": [\"a\\nb\"]\n}\r\n", Endpoint::ChatCompletions).unwrap();
-        assert_eq!(b.get(), r#"{  "choices": ["a\nb"]}"#, "pretty-printed bodies become one line");
+        let (b, _) = check_body(
+            b"{\n  \"choices\": [\"a\\nb\"]\n}\r\n",
+            Endpoint::ChatCompletions,
+        )
+        .unwrap();
+        assert_eq!(
+            b.get(),
+            r#"{  "choices": ["a\nb"]}"#,
+            "pretty-printed bodies become one line"
+        );
     }
 
     #[test]
     fn server_messages_are_extracted() {
         let e = http_error(400, None, br#"{"error":{"message":"This model's maximum context length is 10 tokens.","type":"BadRequestError","param":null,"code":400}}"#);
         assert_eq!(e.failure, Failure::Rejected { status: 400 });
-        assert_eq!(e.message, "HTTP 400: This model's maximum context length is 10 tokens.");
+        assert_eq!(
+            e.message,
+            "HTTP 400: This model's maximum context length is 10 tokens."
+        );
         assert!(e.body.is_some());
-        let e = http_error(422, None, br#"{"detail":[{"loc":["body","ignore_eos"],"msg":"extra fields not permitted"}]}"#);
+        let e = http_error(
+            422,
+            None,
+            br#"{"detail":[{"loc":["body","ignore_eos"],"msg":"extra fields not permitted"}]}"#,
+        );
         assert!(e.message.contains("extra fields not permitted"));
         let e = http_error(502, None, b"Bad Gateway");
         assert_eq!(e.message, "HTTP 502: Bad Gateway");
@@ -556,8 +677,19 @@ mod tests {
 
     #[test]
     fn retry_after_seconds_and_dates() {
-        assert_eq!(parse_retry_after(&http::HeaderValue::from_static("2")), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after(&http::HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after(&http::HeaderValue::from_static("soon")), None);
+        assert_eq!(
+            parse_retry_after(&http::HeaderValue::from_static("2")),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            parse_retry_after(&http::HeaderValue::from_static(
+                "Wed, 21 Oct 2015 07:28:00 GMT"
+            )),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after(&http::HeaderValue::from_static("soon")),
+            None
+        );
     }
 }

@@ -39,7 +39,9 @@ pub enum DiscoveryError {
         detail: String,
     },
     /// The path is wrong: the server answered 404 for the models list.
-    #[error("{url} answered 404: {base} does not look like an OpenAI API root; did you forget /v1 (e.g. http://host:8000/v1)?")]
+    #[error(
+        "{url} answered 404: {base} does not look like an OpenAI API root; did you forget /v1 (e.g. http://host:8000/v1)?"
+    )]
     WrongPath {
         /// The backend.
         base: String,
@@ -47,7 +49,9 @@ pub enum DiscoveryError {
         url: String,
     },
     /// The key was refused.
-    #[error("{url} answered {status}: the API key is missing or wrong; set it in an environment variable and name it with --api-key-env")]
+    #[error(
+        "{url} answered {status}: the API key is missing or wrong; set it in an environment variable and name it with --api-key-env"
+    )]
     Unauthorized {
         /// The models URL.
         url: String,
@@ -66,24 +70,51 @@ pub enum DiscoveryError {
 
 impl Client {
     /// Lists the models a backend serves.
-    pub async fn models(&self, backend: &BackendAddr, timeout: Duration) -> Result<Models, DiscoveryError> {
+    pub async fn models(
+        &self,
+        backend: &BackendAddr,
+        timeout: Duration,
+    ) -> Result<Models, DiscoveryError> {
         let url = backend.url("models");
         let resp = match self.get(url.clone()).timeout(timeout).send().await {
             Ok(r) => r,
             Err(e) if e.is_connect() || e.is_timeout() => {
-                return Err(DiscoveryError::Unreachable { base: backend.base.clone(), detail: error_chain(&e) });
+                return Err(DiscoveryError::Unreachable {
+                    base: backend.base.clone(),
+                    detail: error_chain(&e),
+                });
             }
-            Err(e) => return Err(DiscoveryError::Unlisted { url, detail: error_chain(&e) }),
+            Err(e) => {
+                return Err(DiscoveryError::Unlisted {
+                    url,
+                    detail: error_chain(&e),
+                });
+            }
         };
         let status = resp.status().as_u16();
         match status {
             200..=299 => {}
-            404 => return Err(DiscoveryError::WrongPath { base: backend.base.clone(), url }),
+            404 => {
+                return Err(DiscoveryError::WrongPath {
+                    base: backend.base.clone(),
+                    url,
+                });
+            }
             401 | 403 => return Err(DiscoveryError::Unauthorized { url, status }),
-            _ => return Err(DiscoveryError::Unlisted { url, detail: format!("HTTP {status}") }),
+            _ => {
+                return Err(DiscoveryError::Unlisted {
+                    url,
+                    detail: format!("HTTP {status}"),
+                });
+            }
         }
-        let bytes = resp.bytes().await.map_err(|e| DiscoveryError::Unlisted { url: url.clone(), detail: error_chain(&e) })?;
-        serde_json::from_slice::<Models>(&bytes)
-            .map_err(|e| DiscoveryError::Unlisted { url, detail: format!("not a model list: {e}") })
+        let bytes = resp.bytes().await.map_err(|e| DiscoveryError::Unlisted {
+            url: url.clone(),
+            detail: error_chain(&e),
+        })?;
+        serde_json::from_slice::<Models>(&bytes).map_err(|e| DiscoveryError::Unlisted {
+            url,
+            detail: format!("not a model list: {e}"),
+        })
     }
 }

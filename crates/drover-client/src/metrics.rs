@@ -197,7 +197,11 @@ pub fn parse_metrics(text: &str) -> Option<LoadSignals> {
 
 impl Client {
     /// Scrapes `/metrics`. `Ok(None)`: the backend has no metrics we understand.
-    pub async fn scrape(&self, backend: &BackendAddr, timeout: Duration) -> Result<Option<LoadSignals>, String> {
+    pub async fn scrape(
+        &self,
+        backend: &BackendAddr,
+        timeout: Duration,
+    ) -> Result<Option<LoadSignals>, String> {
         let resp = self
             .get(backend.root_url("metrics"))
             .timeout(timeout)
@@ -207,7 +211,10 @@ impl Client {
         if !resp.status().is_success() {
             return Ok(None);
         }
-        let text = resp.text().await.map_err(|e| crate::client::error_chain(&e))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| crate::client::error_chain(&e))?;
         Ok(parse_metrics(&text))
     }
 }
@@ -242,9 +249,15 @@ vllm:time_to_first_token_seconds_bucket{engine="0",le="0.001",model_name="m"} 0.
     #[test]
     fn reads_sglang_and_llamacpp() {
         let s = parse_metrics("sglang:num_running_reqs{model_name=\"x\"} 4\nsglang:num_queue_reqs{model_name=\"x\"} 0\nsglang:token_usage 0.25\nsglang:max_total_num_tokens 90000\n").unwrap();
-        assert_eq!((s.engine, s.running, s.kv_usage, s.kv_capacity_tokens), (EngineKind::Sglang, Some(4.0), Some(0.25), Some(90000.0)));
+        assert_eq!(
+            (s.engine, s.running, s.kv_usage, s.kv_capacity_tokens),
+            (EngineKind::Sglang, Some(4.0), Some(0.25), Some(90000.0))
+        );
         let s = parse_metrics("llamacpp:requests_processing 2\nllamacpp:requests_deferred 5\nllamacpp:tokens_predicted_total 77\n").unwrap();
-        assert_eq!((s.engine, s.waiting, s.generation_tokens), (EngineKind::LlamaCpp, Some(5.0), Some(77.0)));
+        assert_eq!(
+            (s.engine, s.waiting, s.generation_tokens),
+            (EngineKind::LlamaCpp, Some(5.0), Some(77.0))
+        );
     }
 
     #[test]

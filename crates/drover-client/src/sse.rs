@@ -100,7 +100,13 @@ pub enum StreamError {
 impl StreamAssembler {
     /// An assembler for one answer.
     pub fn new(endpoint: Endpoint) -> Self {
-        StreamAssembler { endpoint, head: Map::new(), choices: Vec::new(), usage: None, finished: false }
+        StreamAssembler {
+            endpoint,
+            head: Map::new(),
+            choices: Vec::new(),
+            usage: None,
+            finished: false,
+        }
     }
 
     /// Whether a `finish_reason` arrived for every choice seen (a stream may then end without `[DONE]`).
@@ -116,10 +122,16 @@ impl StreamAssembler {
         let v: Value = serde_json::from_slice(data)
             .map_err(|e| StreamError::Garbage(format!("stream chunk is not JSON: {e}")))?;
         let Value::Object(mut obj) = v else {
-            return Err(StreamError::Garbage("stream chunk is not a JSON object".into()));
+            return Err(StreamError::Garbage(
+                "stream chunk is not a JSON object".into(),
+            ));
         };
         if let Some(err) = obj.get("error") {
-            let msg = err.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| err.to_string());
+            let msg = err
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| err.to_string());
             return Err(StreamError::Server(msg));
         }
         if let Some(u) = obj.remove("usage") {
@@ -143,7 +155,8 @@ impl StreamAssembler {
             let acc = &mut self.choices[idx];
             pieces += absorb_choice(acc, &c, self.endpoint);
         }
-        self.finished = !self.choices.is_empty() && self.choices.iter().all(|c| c.finish_reason.is_some());
+        self.finished =
+            !self.choices.is_empty() && self.choices.iter().all(|c| c.finish_reason.is_some());
         Ok(Chunk::Tokens(pieces))
     }
 
@@ -154,10 +167,20 @@ impl StreamAssembler {
             .usage
             .as_ref()
             .and_then(|u| serde_json::from_value(u.clone()).ok())
-            .unwrap_or(Usage { prompt_tokens: 0, completion_tokens: streamed_pieces });
+            .unwrap_or(Usage {
+                prompt_tokens: 0,
+                completion_tokens: streamed_pieces,
+            });
         let chat = self.endpoint == Endpoint::ChatCompletions;
         let mut body = self.head;
-        body.insert("object".into(), json!(if chat { "chat.completion" } else { "text_completion" }));
+        body.insert(
+            "object".into(),
+            json!(if chat {
+                "chat.completion"
+            } else {
+                "text_completion"
+            }),
+        );
         let choices: Vec<Value> = self
             .choices
             .into_iter()
@@ -167,16 +190,26 @@ impl StreamAssembler {
                 choice.insert("index".into(), json!(i));
                 if chat {
                     let mut msg = Map::new();
-                    msg.insert("role".into(), json!(c.role.unwrap_or_else(|| "assistant".into())));
+                    msg.insert(
+                        "role".into(),
+                        json!(c.role.unwrap_or_else(|| "assistant".into())),
+                    );
                     msg.insert(
                         "content".into(),
-                        if c.has_content || c.tool_calls.is_empty() { json!(c.content) } else { Value::Null },
+                        if c.has_content || c.tool_calls.is_empty() {
+                            json!(c.content)
+                        } else {
+                            Value::Null
+                        },
                     );
                     if !c.reasoning.is_empty() {
                         msg.insert("reasoning_content".into(), json!(c.reasoning));
                     }
                     if !c.tool_calls.is_empty() {
-                        msg.insert("tool_calls".into(), Value::Array(c.tool_calls.into_iter().map(Value::Object).collect()));
+                        msg.insert(
+                            "tool_calls".into(),
+                            Value::Array(c.tool_calls.into_iter().map(Value::Object).collect()),
+                        );
                     }
                     choice.insert("message".into(), Value::Object(msg));
                 } else {
@@ -184,9 +217,16 @@ impl StreamAssembler {
                 }
                 choice.insert(
                     "logprobs".into(),
-                    if c.logprobs.is_empty() { Value::Null } else { json!({ "content": c.logprobs }) },
+                    if c.logprobs.is_empty() {
+                        Value::Null
+                    } else {
+                        json!({ "content": c.logprobs })
+                    },
                 );
-                choice.insert("finish_reason".into(), c.finish_reason.unwrap_or(Value::Null));
+                choice.insert(
+                    "finish_reason".into(),
+                    c.finish_reason.unwrap_or(Value::Null),
+                );
                 if let Some(s) = c.stop_reason {
                     choice.insert("stop_reason".into(), s);
                 }
@@ -199,7 +239,8 @@ impl StreamAssembler {
                    "total_tokens": usage.prompt_tokens + usage.completion_tokens})
         });
         if let Value::Object(u) = &mut usage_v {
-            u.entry("total_tokens").or_insert(json!(usage.prompt_tokens + usage.completion_tokens));
+            u.entry("total_tokens")
+                .or_insert(json!(usage.prompt_tokens + usage.completion_tokens));
         }
         body.insert("usage".into(), usage_v);
         (Value::Object(body), usage)
@@ -260,7 +301,10 @@ fn absorb_choice(acc: &mut ChoiceAcc, c: &Value, endpoint: Endpoint) -> u32 {
 /// Tool-call deltas arrive by index: the first carries id, type and function name, later ones
 /// pieces of the JSON arguments.
 fn merge_tool_call(calls: &mut Vec<Map<String, Value>>, delta: &Value) {
-    let idx = delta.get("index").and_then(Value::as_u64).unwrap_or(calls.len() as u64) as usize;
+    let idx = delta
+        .get("index")
+        .and_then(Value::as_u64)
+        .unwrap_or(calls.len() as u64) as usize;
     while calls.len() <= idx {
         let mut m = Map::new();
         m.insert("type".into(), json!("function"));
@@ -276,10 +320,17 @@ fn merge_tool_call(calls: &mut Vec<Map<String, Value>>, delta: &Value) {
         }
     }
     if let Some(f) = delta.get("function") {
-        let func = call.get_mut("function").and_then(Value::as_object_mut).expect("inserted above");
+        let func = call
+            .get_mut("function")
+            .and_then(Value::as_object_mut)
+            .expect("inserted above");
         for key in ["name", "arguments"] {
             if let Some(piece) = f.get(key).and_then(Value::as_str) {
-                let cur = func.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+                let cur = func
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 func.insert(key.into(), json!(cur + piece));
             }
         }
@@ -294,7 +345,9 @@ mod tests {
         let mut p = SseParser::default();
         let mut out = Vec::new();
         for part in input {
-            p.feed(part, &mut |d| out.push(String::from_utf8_lossy(d).into_owned()));
+            p.feed(part, &mut |d| {
+                out.push(String::from_utf8_lossy(d).into_owned())
+            });
         }
         p.finish(&mut |d| out.push(String::from_utf8_lossy(d).into_owned()));
         out
@@ -302,7 +355,14 @@ mod tests {
 
     #[test]
     fn parses_events_across_arbitrary_splits() {
-        assert_eq!(events(&[b"data: {\"a\"", b":1}\n\n: keep-alive\n\ndata: [DO", b"NE]\n\n"]), vec!["{\"a\":1}", "[DONE]"]);
+        assert_eq!(
+            events(&[
+                b"data: {\"a\"",
+                b":1}\n\n: keep-alive\n\ndata: [DO",
+                b"NE]\n\n"
+            ]),
+            vec!["{\"a\":1}", "[DONE]"]
+        );
         assert_eq!(events(&[b"data: x\r\n\r\ndata: tail"]), vec!["x", "tail"]);
     }
 
@@ -323,7 +383,13 @@ mod tests {
         assert_eq!(pieces, 2);
         assert!(a.is_finished());
         let (body, usage) = a.finish(u64::from(pieces));
-        assert_eq!(usage, Usage { prompt_tokens: 3, completion_tokens: 2 });
+        assert_eq!(
+            usage,
+            Usage {
+                prompt_tokens: 3,
+                completion_tokens: 2
+            }
+        );
         assert_eq!(body["object"], "chat.completion");
         assert_eq!(body["id"], "c1");
         assert_eq!(body["choices"][0]["message"]["content"], "Hello");
@@ -344,18 +410,26 @@ mod tests {
         assert!(body["choices"][0]["message"]["content"].is_null());
 
         let mut a = StreamAssembler::new(Endpoint::Completions);
-        a.push(br#"{"id":"x","choices":[{"index":0,"text":"ab","finish_reason":null}]}"#).unwrap();
-        a.push(br#"{"id":"x","choices":[{"index":0,"text":"c","finish_reason":"length"}]}"#).unwrap();
+        a.push(br#"{"id":"x","choices":[{"index":0,"text":"ab","finish_reason":null}]}"#)
+            .unwrap();
+        a.push(br#"{"id":"x","choices":[{"index":0,"text":"c","finish_reason":"length"}]}"#)
+            .unwrap();
         let (body, usage) = a.finish(2);
         assert_eq!(body["choices"][0]["text"], "abc");
         assert_eq!(body["object"], "text_completion");
-        assert_eq!(usage.completion_tokens, 2, "no usage sent: counted pieces stand in");
+        assert_eq!(
+            usage.completion_tokens, 2,
+            "no usage sent: counted pieces stand in"
+        );
     }
 
     #[test]
     fn errors_mid_stream_and_garbage() {
         let mut a = StreamAssembler::new(Endpoint::ChatCompletions);
-        assert_eq!(a.push(br#"{"error":{"message":"engine died"}}"#), Err(StreamError::Server("engine died".into())));
+        assert_eq!(
+            a.push(br#"{"error":{"message":"engine died"}}"#),
+            Err(StreamError::Server("engine died".into()))
+        );
         assert!(matches!(a.push(b"<html>"), Err(StreamError::Garbage(_))));
         assert_eq!(a.push(b"[DONE]"), Ok(Chunk::Done));
     }

@@ -39,13 +39,25 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { model: None, levels: vec![1, 4, 8, 16], max_tokens: 64, repeat: 3, threads: None, http: false };
+    let mut args = Args {
+        model: None,
+        levels: vec![1, 4, 8, 16],
+        max_tokens: 64,
+        repeat: 3,
+        threads: None,
+        http: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
             "--model" => args.model = Some(value()),
-            "--levels" => args.levels = value().split(',').map(|v| v.trim().parse().expect("--levels 1,4,8")).collect(),
+            "--levels" => {
+                args.levels = value()
+                    .split(',')
+                    .map(|v| v.trim().parse().expect("--levels 1,4,8"))
+                    .collect()
+            }
             "--max-tokens" => args.max_tokens = value().parse().expect("--max-tokens N"),
             "--repeat" => args.repeat = value().parse().expect("--repeat N"),
             "--threads" => args.threads = Some(value().parse().expect("--threads N")),
@@ -58,9 +70,17 @@ fn parse_args() -> Args {
 
 fn main() {
     let args = parse_args();
-    let model = args.model.clone().map(Into::into).unwrap_or_else(|| EngineConfig::default_model_path().unwrap_or_else(|e| panic!("{e}")));
+    let model =
+        args.model.clone().map(Into::into).unwrap_or_else(|| {
+            EngineConfig::default_model_path().unwrap_or_else(|e| panic!("{e}"))
+        });
     let parallel = *args.levels.iter().max().expect("at least one level");
-    let config = EngineConfig { parallel, ctx: 512, threads: args.threads, ..EngineConfig::new(model) };
+    let config = EngineConfig {
+        parallel,
+        ctx: 512,
+        threads: args.threads,
+        ..EngineConfig::new(model)
+    };
     let threads = config.effective_threads();
     println!(
         "model {} | threads {threads} | openmp {} | slots {parallel} | {} new tokens per request | median of {}",
@@ -69,9 +89,15 @@ fn main() {
         args.max_tokens,
         args.repeat
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let (engine, url, _server) = if args.http {
-        let (url, server) = runtime.block_on(drover_engine::spawn_local(config)).expect("spawn_local");
+        let (url, server) = runtime
+            .block_on(drover_engine::spawn_local(config))
+            .expect("spawn_local");
         (Arc::clone(server.engine()), Some(url), Some(server))
     } else {
         (LlamaEngine::load(config).expect("load"), None, None)
@@ -80,9 +106,14 @@ fn main() {
     run_level(&engine, url.as_deref(), 1, 8);
 
     let mut base = None;
-    println!("{:>8} {:>14} {:>16} {:>10}", "streams", "aggregate tok/s", "per-stream tok/s", "vs 1");
+    println!(
+        "{:>8} {:>14} {:>16} {:>10}",
+        "streams", "aggregate tok/s", "per-stream tok/s", "vs 1"
+    );
     for &level in &args.levels {
-        let mut runs: Vec<f64> = (0..args.repeat).map(|_| run_level(&engine, url.as_deref(), level, args.max_tokens)).collect();
+        let mut runs: Vec<f64> = (0..args.repeat)
+            .map(|_| run_level(&engine, url.as_deref(), level, args.max_tokens))
+            .collect();
         runs.sort_by(f64::total_cmp);
         let median = runs[runs.len() / 2];
         // Relative to one stream's speed (the first level's per-stream rate).
@@ -91,11 +122,17 @@ fn main() {
         println!(
             "{level:>8} {median:>14.1} {:>16.1} {ratio:>9.2}x   (runs: {})",
             median / level as f64,
-            runs.iter().map(|r| format!("{r:.1}")).collect::<Vec<_>>().join(", ")
+            runs.iter()
+                .map(|r| format!("{r:.1}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     let stats = engine.stats();
-    println!("engine: {} decode steps, peak {} sequences in one step", stats.steps, stats.peak_batch_sequences);
+    println!(
+        "engine: {} decode steps, peak {} sequences in one step",
+        stats.steps, stats.peak_batch_sequences
+    );
 }
 
 /// Runs `level` concurrent requests; returns aggregate generated tokens per second.
@@ -112,16 +149,26 @@ fn run_level(engine: &Arc<LlamaEngine>, url: Option<&str>, level: usize, max_tok
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("request thread")).sum()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("request thread"))
+            .sum()
     });
-    assert_eq!(tokens, level as u64 * u64::from(max_tokens), "every request must generate exactly max_tokens");
+    assert_eq!(
+        tokens,
+        level as u64 * u64::from(max_tokens),
+        "every request must generate exactly max_tokens"
+    );
     tokens as f64 / start.elapsed().as_secs_f64()
 }
 
 fn via_engine(engine: &LlamaEngine, question: &str, max_tokens: u32) -> u64 {
     let request = GenRequest {
         id: "bench".into(),
-        prompt: Prompt::Chat(vec![ChatMessage { role: "user".into(), content: question.into() }]),
+        prompt: Prompt::Chat(vec![ChatMessage {
+            role: "user".into(),
+            content: question.into(),
+        }]),
         max_tokens: Some(max_tokens),
         temperature: Some(0.0),
         top_p: None,
@@ -135,7 +182,9 @@ fn via_engine(engine: &LlamaEngine, question: &str, max_tokens: u32) -> u64 {
     while let Some(event) = generation.events.blocking_recv() {
         match event {
             GenEvent::Token { .. } => {}
-            GenEvent::Done { completion_tokens, .. } => return u64::from(completion_tokens),
+            GenEvent::Done {
+                completion_tokens, ..
+            } => return u64::from(completion_tokens),
             GenEvent::Error(e) => panic!("generation failed: {e}"),
         }
     }
@@ -165,5 +214,7 @@ fn via_http(url: &str, model: &str, question: &str, max_tokens: u32) -> u64 {
     let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
     let json: serde_json::Value = serde_json::from_str(body).expect("JSON body");
-    json["usage"]["completion_tokens"].as_u64().expect("usage.completion_tokens")
+    json["usage"]["completion_tokens"]
+        .as_u64()
+        .expect("usage.completion_tokens")
 }

@@ -28,14 +28,26 @@ impl ChatTemplate {
         let mut env = Environment::new();
         // transformers compiles chat templates with these two options; without them templates
         // that put `{% … %}` on their own lines leak newlines into the prompt.
-        env.set_syntax(minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build()?);
+        env.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .trim_blocks(true)
+                .lstrip_blocks(true)
+                .build()?,
+        );
         // `message['content'].strip()`, `.startswith()` and friends are common in HF templates.
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |message: String| -> Result<Value, Error> {
-            Err(Error::new(ErrorKind::InvalidOperation, message))
-        });
+        env.add_function(
+            "raise_exception",
+            |message: String| -> Result<Value, Error> {
+                Err(Error::new(ErrorKind::InvalidOperation, message))
+            },
+        );
         env.add_template_owned(NAME, source.to_owned())?;
-        Ok(ChatTemplate { env, bos_token: bos_token.to_owned(), eos_token: eos_token.to_owned() })
+        Ok(ChatTemplate {
+            env,
+            bos_token: bos_token.to_owned(),
+            eos_token: eos_token.to_owned(),
+        })
     }
 
     /// Renders `messages` followed by the assistant's generation prompt.
@@ -43,8 +55,11 @@ impl ChatTemplate {
         let messages: Vec<Value> = messages
             .iter()
             .map(|m| {
-                let map: std::collections::BTreeMap<&str, Value> =
-                    [("role", Value::from(m.role.as_str())), ("content", Value::from(m.content.as_str()))].into();
+                let map: std::collections::BTreeMap<&str, Value> = [
+                    ("role", Value::from(m.role.as_str())),
+                    ("content", Value::from(m.content.as_str())),
+                ]
+                .into();
                 Value::from(map)
             })
             .collect();
@@ -65,7 +80,10 @@ mod tests {
     const SMOLLM2: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
     fn msg(role: &str, content: &str) -> ChatMessage {
-        ChatMessage { role: role.into(), content: content.into() }
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 
     #[test]
@@ -81,7 +99,14 @@ mod tests {
     #[test]
     fn smollm2_keeps_a_given_system_prompt() {
         let t = ChatTemplate::new(SMOLLM2, "", "").unwrap();
-        let out = t.render(&[msg("system", "Be terse."), msg("user", "Hi"), msg("assistant", "Hello"), msg("user", "Bye")]).unwrap();
+        let out = t
+            .render(&[
+                msg("system", "Be terse."),
+                msg("user", "Hi"),
+                msg("assistant", "Hello"),
+                msg("user", "Bye"),
+            ])
+            .unwrap();
         assert_eq!(
             out,
             "<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n\
@@ -94,7 +119,10 @@ mod tests {
         // Llama-3-style: bos_token, .strip(), trim_blocks/lstrip_blocks, raise_exception.
         let src = "{{ bos_token }}\n{% for m in messages %}\n    {% if m['role'] == 'tool' %}{{ raise_exception('no tools') }}{% endif %}\n{{ '<|' + m['role'] + '|>' + m['content'].strip() + eos_token }}\n{% endfor %}\n{% if add_generation_prompt %}<|assistant|>{% endif %}";
         let t = ChatTemplate::new(src, "<s>", "</s>").unwrap();
-        assert_eq!(t.render(&[msg("user", "  hi  ")]).unwrap(), "<s>\n<|user|>hi</s>\n<|assistant|>");
+        assert_eq!(
+            t.render(&[msg("user", "  hi  ")]).unwrap(),
+            "<s>\n<|user|>hi</s>\n<|assistant|>"
+        );
         let err = t.render(&[msg("tool", "x")]).unwrap_err();
         assert!(err.to_string().contains("no tools"), "{err}");
     }

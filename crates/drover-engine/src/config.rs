@@ -37,7 +37,13 @@ pub struct EngineConfig {
 impl EngineConfig {
     /// A configuration for `model` with the default sizes.
     pub fn new(model: impl Into<PathBuf>) -> Self {
-        EngineConfig { model: model.into(), parallel: DEFAULT_PARALLEL, ctx: DEFAULT_CTX, threads: None, model_name: None }
+        EngineConfig {
+            model: model.into(),
+            parallel: DEFAULT_PARALLEL,
+            ctx: DEFAULT_CTX,
+            threads: None,
+            model_name: None,
+        }
     }
 
     /// The model to use when `--model` is not given: `DROVER_MODEL` if set, else the default model
@@ -48,13 +54,21 @@ impl EngineConfig {
             return Ok(PathBuf::from(path));
         }
         let cached = Self::cached_model_path();
-        if cached.is_file() { Ok(cached) } else { Err(EngineError::NoDefaultModel { searched: cached }) }
+        if cached.is_file() {
+            Ok(cached)
+        } else {
+            Err(EngineError::NoDefaultModel { searched: cached })
+        }
     }
 
     /// Where `scripts/fetch-model.sh` puts the default model: `$DROVER_CACHE_DIR`, else
     /// `$XDG_CACHE_HOME/drover`, else `~/.cache/drover`, then `models/SmolLM2-135M-Instruct.Q4_1.gguf`.
     pub fn cached_model_path() -> PathBuf {
-        let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let env = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         let cache = env("DROVER_CACHE_DIR")
             .or_else(|| env("XDG_CACHE_HOME").map(|x| x.join("drover")))
             .or_else(|| env("HOME").map(|h| h.join(".cache").join("drover")))
@@ -67,7 +81,10 @@ impl EngineConfig {
         if let Some(name) = self.model_name.as_ref().filter(|n| !n.is_empty()) {
             return name.clone();
         }
-        self.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".to_owned())
+        self.model
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".to_owned())
     }
 
     /// CPU threads llama.cpp will use.
@@ -82,19 +99,32 @@ impl EngineConfig {
             .ok()
             .and_then(|p| p.checked_mul(self.ctx))
             .filter(|n| i32::try_from(*n).is_ok())
-            .ok_or_else(|| EngineError::Config(format!("parallel {} x ctx {} is too large", self.parallel, self.ctx)))
+            .ok_or_else(|| {
+                EngineError::Config(format!(
+                    "parallel {} x ctx {} is too large",
+                    self.parallel, self.ctx
+                ))
+            })
     }
 
     /// Checks ranges and that the model file is a readable GGUF; no llama.cpp involved.
     pub fn validate(&self) -> Result<(), EngineError> {
         if !(1..=MAX_PARALLEL).contains(&self.parallel) {
-            return Err(EngineError::Config(format!("--parallel must be 1..={MAX_PARALLEL}, got {}", self.parallel)));
+            return Err(EngineError::Config(format!(
+                "--parallel must be 1..={MAX_PARALLEL}, got {}",
+                self.parallel
+            )));
         }
         if self.ctx < MIN_CTX {
-            return Err(EngineError::Config(format!("--ctx must be at least {MIN_CTX} tokens, got {}", self.ctx)));
+            return Err(EngineError::Config(format!(
+                "--ctx must be at least {MIN_CTX} tokens, got {}",
+                self.ctx
+            )));
         }
         if self.threads == Some(0) {
-            return Err(EngineError::Config("--threads must be at least 1".to_owned()));
+            return Err(EngineError::Config(
+                "--threads must be at least 1".to_owned(),
+            ));
         }
         self.n_ctx()?;
         check_gguf(&self.model)
@@ -110,22 +140,35 @@ impl EngineConfig {
 /// beside other work where 1 thread kept 48 tok/s; when idle, 2 threads are only ~1.5x faster
 /// than 1 (docs/bench-parts/engine.md). Leaving a core free costs little and avoids the cliff.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).max(1)
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1)
+        .max(1)
 }
 
 /// Reads the first four bytes: llama.cpp's own message for a non-GGUF file is a bare null result.
 fn check_gguf(path: &Path) -> Result<(), EngineError> {
     use std::io::Read;
-    let unreadable = |source| EngineError::ModelUnreadable { path: path.to_path_buf(), source };
+    let unreadable = |source| EngineError::ModelUnreadable {
+        path: path.to_path_buf(),
+        source,
+    };
     if path.is_dir() {
-        return Err(unreadable(std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory")));
+        return Err(unreadable(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "is a directory",
+        )));
     }
     let mut magic = [0u8; 4];
     let mut file = std::fs::File::open(path).map_err(unreadable)?;
     match file.read_exact(&mut magic) {
         Ok(()) if &magic == b"GGUF" => Ok(()),
-        Ok(()) => Err(EngineError::NotGguf { path: path.to_path_buf() }),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(EngineError::NotGguf { path: path.to_path_buf() }),
+        Ok(()) => Err(EngineError::NotGguf {
+            path: path.to_path_buf(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(EngineError::NotGguf {
+            path: path.to_path_buf(),
+        }),
         Err(e) => Err(unreadable(e)),
     }
 }
@@ -157,16 +200,41 @@ mod tests {
 
         let empty = dir.path().join("empty.gguf");
         std::fs::write(&empty, "").unwrap();
-        assert!(matches!(EngineConfig::new(&empty).validate(), Err(EngineError::NotGguf { .. })));
+        assert!(matches!(
+            EngineConfig::new(&empty).validate(),
+            Err(EngineError::NotGguf { .. })
+        ));
 
         let gguf = dir.path().join("ok.gguf");
         std::fs::write(&gguf, b"GGUF\x03\x00\x00\x00").unwrap();
         assert!(EngineConfig::new(&gguf).validate().is_ok());
-        let config = EngineConfig { parallel: 0, ..EngineConfig::new(&gguf) };
-        assert!(config.validate().unwrap_err().to_string().contains("--parallel"));
-        let config = EngineConfig { ctx: 8, ..EngineConfig::new(&gguf) };
+        let config = EngineConfig {
+            parallel: 0,
+            ..EngineConfig::new(&gguf)
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--parallel")
+        );
+        let config = EngineConfig {
+            ctx: 8,
+            ..EngineConfig::new(&gguf)
+        };
         assert!(config.validate().unwrap_err().to_string().contains("--ctx"));
-        let config = EngineConfig { parallel: 256, ctx: u32::MAX / 2, ..EngineConfig::new(&gguf) };
-        assert!(config.validate().unwrap_err().to_string().contains("too large"));
+        let config = EngineConfig {
+            parallel: 256,
+            ctx: u32::MAX / 2,
+            ..EngineConfig::new(&gguf)
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("too large")
+        );
     }
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc as std_mpsc;
 
-use drover_server::{Engine, EngineError as Refusal, EngineGauges, GenRequest, Generation, Health, ModelInfo, Prompt};
+use drover_server::{
+    Engine, EngineError as Refusal, EngineGauges, GenRequest, Generation, Health, ModelInfo, Prompt,
+};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -40,7 +42,10 @@ pub struct LlamaEngine {
 
 impl std::fmt::Debug for LlamaEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlamaEngine").field("model", &self.info.id).field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("LlamaEngine")
+            .field("model", &self.info.id)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -51,8 +56,12 @@ impl LlamaEngine {
         config.validate()?;
         let n_ctx = config.n_ctx()?;
         let backend = backend()?;
-        let model = LlamaModel::load_from_file(backend, &config.model, &LlamaModelParams::default())
-            .map_err(|source| EngineError::ModelLoad { path: config.model.clone(), source })?;
+        let model =
+            LlamaModel::load_from_file(backend, &config.model, &LlamaModelParams::default())
+                .map_err(|source| EngineError::ModelLoad {
+                    path: config.model.clone(),
+                    source,
+                })?;
         let model = Arc::new(model);
         let trained = model.n_ctx_train();
         if trained > 0 && config.ctx > trained {
@@ -94,20 +103,48 @@ impl LlamaEngine {
                 let ctx = match model.new_context(backend, params) {
                     Ok(ctx) => ctx,
                     Err(source) => {
-                        let _ = ready_tx.send(Err(EngineError::Context { n_ctx, parallel, ctx: ctx_per_seq, source }));
+                        let _ = ready_tx.send(Err(EngineError::Context {
+                            n_ctx,
+                            parallel,
+                            ctx: ctx_per_seq,
+                            source,
+                        }));
                         return;
                     }
                 };
                 thread_shared.set_health(Health::Ready);
                 let _ = ready_tx.send(Ok(()));
-                Scheduler { model, ctx, requests: receiver, shared: thread_shared, parallel, n_batch, eog_tokens }.run();
+                Scheduler {
+                    model,
+                    ctx,
+                    requests: receiver,
+                    shared: thread_shared,
+                    parallel,
+                    n_batch,
+                    eog_tokens,
+                }
+                .run();
             })
             .map_err(|e| EngineError::Thread(format!("cannot spawn the engine thread: {e}")))?;
-        ready_rx.recv().map_err(|_| EngineError::Thread("the engine thread exited while loading".to_owned()))??;
+        ready_rx.recv().map_err(|_| {
+            EngineError::Thread("the engine thread exited while loading".to_owned())
+        })??;
 
-        let info = ModelInfo { id: config.served_name(), max_model_len: config.ctx, owned_by: "drover".to_owned() };
+        let info = ModelInfo {
+            id: config.served_name(),
+            max_model_len: config.ctx,
+            owned_by: "drover".to_owned(),
+        };
         tracing::info!(model = %info.id, path = %config.model.display(), parallel, ctx = config.ctx, threads, "embedded engine ready");
-        Ok(Arc::new(LlamaEngine { model, info, formatter, requests, shared, n_ctx, config }))
+        Ok(Arc::new(LlamaEngine {
+            model,
+            info,
+            formatter,
+            requests,
+            shared,
+            n_ctx,
+            config,
+        }))
     }
 
     /// The configuration it was loaded with.
@@ -147,13 +184,20 @@ impl Engine for LlamaEngine {
     /// vocabulary), so refusals are immediate 400s; the engine thread only schedules.
     fn submit(&self, request: GenRequest) -> Result<Generation, Refusal> {
         if self.shared.health() != Health::Ready {
-            return Err(Refusal::Unavailable("the embedded engine is not running".to_owned()));
+            return Err(Refusal::Unavailable(
+                "the embedded engine is not running".to_owned(),
+            ));
         }
         let tokens = self.formatter.tokens(&self.model, &request.prompt)?;
         let prompt_tokens = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
-        let max_tokens = completion_budget(prompt_tokens, request.max_tokens, self.info.max_model_len)?;
+        let max_tokens =
+            completion_budget(prompt_tokens, request.max_tokens, self.info.max_model_len)?;
         let sampling = SamplingParams::from_request(&request)?;
-        let grammar = request.response_format.as_ref().map(grammar_for).transpose()?;
+        let grammar = request
+            .response_format
+            .as_ref()
+            .map(grammar_for)
+            .transpose()?;
         // Room for every event a generation can send, so the engine thread never blocks on a
         // slow client (see `Sequence::send`).
         let (events_tx, events) = mpsc::channel(max_tokens as usize + 2);
@@ -170,9 +214,14 @@ impl Engine for LlamaEngine {
         self.shared.waiting.fetch_add(1, Relaxed);
         if self.requests.send(admission).is_err() {
             self.shared.waiting.fetch_sub(1, Relaxed);
-            return Err(Refusal::Unavailable("the embedded engine has stopped".to_owned()));
+            return Err(Refusal::Unavailable(
+                "the embedded engine has stopped".to_owned(),
+            ));
         }
-        Ok(Generation { prompt_tokens, events })
+        Ok(Generation {
+            prompt_tokens,
+            events,
+        })
     }
 
     fn gauges(&self) -> EngineGauges {

@@ -19,7 +19,9 @@ pub enum EngineError {
         searched: PathBuf,
     },
     /// The model path does not exist or cannot be read.
-    #[error("cannot read model file {path}: {source} (pass --model PATH.gguf, or run scripts/fetch-model.sh for the default model)")]
+    #[error(
+        "cannot read model file {path}: {source} (pass --model PATH.gguf, or run scripts/fetch-model.sh for the default model)"
+    )]
     ModelUnreadable {
         /// The model path.
         path: PathBuf,
@@ -28,7 +30,9 @@ pub enum EngineError {
         source: std::io::Error,
     },
     /// The file exists but does not start with the GGUF magic.
-    #[error("{path} is not a GGUF model file (it does not start with the bytes \"GGUF\"); drover serve needs a llama.cpp GGUF model, e.g. from scripts/fetch-model.sh")]
+    #[error(
+        "{path} is not a GGUF model file (it does not start with the bytes \"GGUF\"); drover serve needs a llama.cpp GGUF model, e.g. from scripts/fetch-model.sh"
+    )]
     NotGguf {
         /// The model path.
         path: PathBuf,
@@ -40,7 +44,9 @@ pub enum EngineError {
     #[error("llama.cpp backend initialisation failed: {0}")]
     Backend(#[source] llama_cpp_2::LlamaCppError),
     /// llama.cpp refused the model file.
-    #[error("llama.cpp could not load {path}: {source} (is it a complete GGUF file of an architecture this llama.cpp supports?)")]
+    #[error(
+        "llama.cpp could not load {path}: {source} (is it a complete GGUF file of an architecture this llama.cpp supports?)"
+    )]
     ModelLoad {
         /// The model path.
         path: PathBuf,
@@ -49,7 +55,9 @@ pub enum EngineError {
         source: llama_cpp_2::LlamaModelLoadError,
     },
     /// llama.cpp could not allocate the context (usually memory for the KV cache).
-    #[error("llama.cpp could not create a context of {n_ctx} tokens ({parallel} sequences x {ctx}): {source} (lower --parallel or --ctx)")]
+    #[error(
+        "llama.cpp could not create a context of {n_ctx} tokens ({parallel} sequences x {ctx}): {source} (lower --parallel or --ctx)"
+    )]
     Context {
         /// Total KV cells asked for.
         n_ctx: u32,

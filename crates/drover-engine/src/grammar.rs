@@ -141,8 +141,14 @@ mod tests {
     fn unusable_schemas_are_400s() {
         let err = schema(json!("object")).unwrap_err();
         assert!(matches!(err, Refusal::BadRequest(_)));
-        assert!(err.to_string().contains("must be a JSON Schema object, got a string"), "{err}");
-        let err = schema(json!({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}})).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("must be a JSON Schema object, got a string"),
+            "{err}"
+        );
+        let err =
+            schema(json!({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}))
+                .unwrap_err();
         assert!(err.to_string().contains("cannot be enforced"), "{err}");
     }
 }

@@ -24,7 +24,9 @@ mod sampling;
 mod scheduler;
 mod text;
 
-pub use config::{DEFAULT_CTX, DEFAULT_MODEL_FILE, DEFAULT_PARALLEL, EngineConfig, default_threads};
+pub use config::{
+    DEFAULT_CTX, DEFAULT_MODEL_FILE, DEFAULT_PARALLEL, EngineConfig, default_threads,
+};
 pub use engine::LlamaEngine;
 pub use error::EngineError;
 pub use gauges::EngineStats;

@@ -30,8 +30,13 @@ impl LocalServer {
         }
         match self.task.take() {
             Some(task) => match task.await {
-                Ok(result) => result.map_err(|source| EngineError::Io { context: "serving the embedded engine".into(), source }),
-                Err(e) => Err(EngineError::Thread(format!("the embedded server task failed: {e}"))),
+                Ok(result) => result.map_err(|source| EngineError::Io {
+                    context: "serving the embedded engine".into(),
+                    source,
+                }),
+                Err(e) => Err(EngineError::Thread(format!(
+                    "the embedded server task failed: {e}"
+                ))),
             },
             None => Ok(()),
         }
@@ -55,15 +60,31 @@ pub async fn spawn_local(config: EngineConfig) -> Result<(String, LocalServer), 
         .map_err(|e| EngineError::Thread(format!("loading the engine panicked: {e}")))??;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
-        .map_err(|source| EngineError::Io { context: "binding 127.0.0.1:0 for the embedded engine".into(), source })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| EngineError::Io { context: "reading the embedded engine's address".into(), source })?;
+        .map_err(|source| EngineError::Io {
+            context: "binding 127.0.0.1:0 for the embedded engine".into(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| EngineError::Io {
+        context: "reading the embedded engine's address".into(),
+        source,
+    })?;
     let (stop, stopped) = oneshot::channel::<()>();
     let served: Arc<dyn Engine> = engine.clone();
-    let task = tokio::spawn(drover_server::serve(listener, served, ServerOptions::default(), async move {
-        // Either an explicit stop or the handle being dropped.
-        let _ = stopped.await;
-    }));
-    Ok((format!("http://{addr}"), LocalServer { engine, stop: Some(stop), task: Some(task) }))
+    let task = tokio::spawn(drover_server::serve(
+        listener,
+        served,
+        ServerOptions::default(),
+        async move {
+            // Either an explicit stop or the handle being dropped.
+            let _ = stopped.await;
+        },
+    ));
+    Ok((
+        format!("http://{addr}"),
+        LocalServer {
+            engine,
+            stop: Some(stop),
+            task: Some(task),
+        },
+    ))
 }

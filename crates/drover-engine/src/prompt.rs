@@ -19,9 +19,14 @@ pub(crate) struct PromptFormatter {
 impl PromptFormatter {
     pub fn new(model: &LlamaModel) -> Self {
         let vocab = model.vocab();
-        let token_text = |t: LlamaToken| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned();
+        let token_text = |t: LlamaToken| {
+            String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned()
+        };
         let (bos_text, eos_text) = (token_text(vocab.bos()), token_text(vocab.eos()));
-        let source = model.chat_template(None).ok().and_then(|t| t.to_string().ok());
+        let source = model
+            .chat_template(None)
+            .ok()
+            .and_then(|t| t.to_string().ok());
         let jinja = source.as_deref().and_then(|src| match ChatTemplate::new(src, &bos_text, &eos_text) {
             Ok(t) => Some(t),
             Err(e) => {
@@ -29,14 +34,22 @@ impl PromptFormatter {
                 None
             }
         });
-        let builtin = model
-            .chat_template(None)
-            .unwrap_or_else(|_| LlamaChatTemplate::new("chatml").expect("a constant without NUL bytes"));
-        PromptFormatter { jinja, builtin, bos_text }
+        let builtin = model.chat_template(None).unwrap_or_else(|_| {
+            LlamaChatTemplate::new("chatml").expect("a constant without NUL bytes")
+        });
+        PromptFormatter {
+            jinja,
+            builtin,
+            bos_text,
+        }
     }
 
     /// The text the model sees for `messages` (Jinja first, llama.cpp's matcher as the fallback).
-    pub fn render_chat(&self, model: &LlamaModel, messages: &[ChatMessage]) -> Result<String, Refusal> {
+    pub fn render_chat(
+        &self,
+        model: &LlamaModel,
+        messages: &[ChatMessage],
+    ) -> Result<String, Refusal> {
         let jinja_error = match &self.jinja {
             Some(t) => match t.render(messages) {
                 Ok(text) => return Ok(text),
@@ -48,13 +61,19 @@ impl PromptFormatter {
             .iter()
             .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()))
             .collect::<Result<_, _>>()
-            .map_err(|_| Refusal::BadRequest("message content must not contain NUL characters".to_owned()))?;
-        model.apply_chat_template(&self.builtin, &chat, true).map_err(|e| {
-            Refusal::BadRequest(match &jinja_error {
-                Some(j) => format!("the model's chat template cannot format these messages: {j}"),
-                None => format!("the model's chat template cannot format these messages: {e}"),
+            .map_err(|_| {
+                Refusal::BadRequest("message content must not contain NUL characters".to_owned())
+            })?;
+        model
+            .apply_chat_template(&self.builtin, &chat, true)
+            .map_err(|e| {
+                Refusal::BadRequest(match &jinja_error {
+                    Some(j) => {
+                        format!("the model's chat template cannot format these messages: {j}")
+                    }
+                    None => format!("the model's chat template cannot format these messages: {e}"),
+                })
             })
-        })
     }
 
     /// Prompt tokens; special-token text (`<|im_start|>`) becomes the special token, as in HF

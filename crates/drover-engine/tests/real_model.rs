@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use drover_engine::{EngineConfig, LlamaEngine};
 use drover_server::{
-    ChatMessage, Engine, EngineError as Refusal, FinishReason, GenEvent, GenRequest, Generation, Prompt, ResponseFormat,
+    ChatMessage, Engine, EngineError as Refusal, FinishReason, GenEvent, GenRequest, Generation,
+    Prompt, ResponseFormat,
 };
 use serde_json::json;
 
@@ -26,20 +27,26 @@ fn model_path() -> PathBuf {
 /// continuous-batching workout).
 fn engine() -> &'static Arc<LlamaEngine> {
     static ENGINE: OnceLock<Arc<LlamaEngine>> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        LlamaEngine::load(config(8, CTX)).expect("load the model")
-    })
+    ENGINE.get_or_init(|| LlamaEngine::load(config(8, CTX)).expect("load the model"))
 }
 
 /// One llama.cpp thread per engine: the tests run several engines at once (and CI runs other
 /// processes beside them), and ggml's spinning barriers collapse when threads outnumber free
 /// cores (see docs/engine.md), while single-threaded engines just share the cores.
 fn config(parallel: usize, ctx: u32) -> EngineConfig {
-    EngineConfig { parallel, ctx, threads: Some(1), ..EngineConfig::new(model_path()) }
+    EngineConfig {
+        parallel,
+        ctx,
+        threads: Some(1),
+        ..EngineConfig::new(model_path())
+    }
 }
 
 fn chat(text: &str) -> Prompt {
-    Prompt::Chat(vec![ChatMessage { role: "user".into(), content: text.into() }])
+    Prompt::Chat(vec![ChatMessage {
+        role: "user".into(),
+        content: text.into(),
+    }])
 }
 
 fn request(prompt: Prompt, max_tokens: u32) -> GenRequest {
@@ -74,9 +81,21 @@ fn collect(mut generation: Generation) -> Output {
                 text += &t;
                 tokens += 1;
             }
-            GenEvent::Done { finish_reason, completion_tokens, .. } => {
-                assert!(generation.events.blocking_recv().is_none(), "nothing may follow Done");
-                return Output { text, tokens, finish: finish_reason, completion_tokens };
+            GenEvent::Done {
+                finish_reason,
+                completion_tokens,
+                ..
+            } => {
+                assert!(
+                    generation.events.blocking_recv().is_none(),
+                    "nothing may follow Done"
+                );
+                return Output {
+                    text,
+                    tokens,
+                    finish: finish_reason,
+                    completion_tokens,
+                };
             }
             GenEvent::Error(e) => panic!("generation failed: {e}"),
         }
@@ -97,40 +116,74 @@ fn the_gguf_chat_template_is_rendered_with_its_default_system_prompt() {
          <|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
     );
     // Special-token text is parsed into single special tokens, not spelled out.
-    assert_eq!(engine().count_tokens(&Prompt::Text("<|im_start|>".into())).unwrap(), 1);
+    assert_eq!(
+        engine()
+            .count_tokens(&Prompt::Text("<|im_start|>".into()))
+            .unwrap(),
+        1
+    );
     let n = engine().count_tokens(&chat("Hi")).unwrap();
     assert!((20..40).contains(&n), "{n} tokens for a one-word chat");
 }
 
 #[test]
 fn greedy_chat_answers_the_question() {
-    let out = generate(request(chat("What is the capital of France? Answer in one sentence."), 24));
+    let out = generate(request(
+        chat("What is the capital of France? Answer in one sentence."),
+        24,
+    ));
     assert!(out.text.contains("Paris"), "{out:?}");
-    assert_eq!(out.tokens as u32, out.completion_tokens, "one Token event per generated token");
+    assert_eq!(
+        out.tokens as u32, out.completion_tokens,
+        "one Token event per generated token"
+    );
 }
 
 #[test]
 fn max_tokens_ends_with_length_and_ignore_eos_fills_it() {
-    let out = generate(GenRequest { ignore_eos: true, ..request(chat("Say hi."), 40) });
-    assert_eq!((out.finish, out.completion_tokens), (FinishReason::Length, 40), "{out:?}");
+    let out = generate(GenRequest {
+        ignore_eos: true,
+        ..request(chat("Say hi."), 40)
+    });
+    assert_eq!(
+        (out.finish, out.completion_tokens),
+        (FinishReason::Length, 40),
+        "{out:?}"
+    );
     let out = generate(request(chat("Write a long story about a dragon."), 5));
-    assert_eq!((out.finish, out.completion_tokens), (FinishReason::Length, 5), "{out:?}");
+    assert_eq!(
+        (out.finish, out.completion_tokens),
+        (FinishReason::Length, 5),
+        "{out:?}"
+    );
 }
 
 #[test]
 fn eos_ends_with_stop() {
-    let out = generate(request(chat("What is 2 + 2? Reply with just the number."), 48));
+    let out = generate(request(
+        chat("What is 2 + 2? Reply with just the number."),
+        48,
+    ));
     assert_eq!(out.finish, FinishReason::Stop, "{out:?}");
     assert!(out.completion_tokens < 48, "{out:?}");
-    assert!(!out.text.contains("<|im_end|>"), "special tokens are not text: {out:?}");
+    assert!(
+        !out.text.contains("<|im_end|>"),
+        "special tokens are not text: {out:?}"
+    );
 }
 
 #[test]
 fn stop_strings_truncate_the_output() {
     let prompt = chat("Count from 1 to 10, separated by commas.");
     let free = generate(request(prompt.clone(), 40));
-    assert!(free.text.contains('5'), "the model should count past 5: {free:?}");
-    let stopped = generate(GenRequest { stop: vec!["5".into()], ..request(prompt, 40) });
+    assert!(
+        free.text.contains('5'),
+        "the model should count past 5: {free:?}"
+    );
+    let stopped = generate(GenRequest {
+        stop: vec!["5".into()],
+        ..request(prompt, 40)
+    });
     assert_eq!(stopped.finish, FinishReason::Stop, "{stopped:?}");
     // Everything up to the stop string, nothing of it.
     let cut = free.text.find('5').unwrap();
@@ -153,7 +206,10 @@ fn seeded_sampling_is_reproducible() {
     let a = sampled(7);
     assert_eq!(a, sampled(7));
     let others: Vec<String> = (8..12).map(sampled).collect();
-    assert!(others.iter().any(|o| *o != a), "different seeds should not all agree: {a:?} {others:?}");
+    assert!(
+        others.iter().any(|o| *o != a),
+        "different seeds should not all agree: {a:?} {others:?}"
+    );
 }
 
 #[test]
@@ -171,22 +227,36 @@ fn json_schema_output_parses_and_validates() {
         "additionalProperties": false
     });
     let out = generate(GenRequest {
-        response_format: Some(ResponseFormat::JsonSchema(json!({"name": "city", "schema": schema.clone()}))),
+        response_format: Some(ResponseFormat::JsonSchema(
+            json!({"name": "city", "schema": schema.clone()}),
+        )),
         ..request(chat("Describe Paris as JSON."), 200)
     });
-    assert_eq!(out.finish, FinishReason::Stop, "the grammar lets the model end only after a complete value: {out:?}");
-    let value: serde_json::Value = serde_json::from_str(&out.text).unwrap_or_else(|e| panic!("{e}: {:?}", out.text));
-    assert!(jsonschema::is_valid(&schema, &value), "{value} does not validate");
+    assert_eq!(
+        out.finish,
+        FinishReason::Stop,
+        "the grammar lets the model end only after a complete value: {out:?}"
+    );
+    let value: serde_json::Value =
+        serde_json::from_str(&out.text).unwrap_or_else(|e| panic!("{e}: {:?}", out.text));
+    assert!(
+        jsonschema::is_valid(&schema, &value),
+        "{value} does not validate"
+    );
 }
 
 #[test]
 fn json_object_mode_returns_an_object() {
     let out = generate(GenRequest {
         response_format: Some(ResponseFormat::JsonObject),
-        ..request(chat("Return a JSON object with two keys: \"name\" (a string) and \"age\" (a number)."), 200)
+        ..request(
+            chat("Return a JSON object with two keys: \"name\" (a string) and \"age\" (a number)."),
+            200,
+        )
     });
     assert_eq!(out.finish, FinishReason::Stop, "{out:?}");
-    let value: serde_json::Value = serde_json::from_str(&out.text).unwrap_or_else(|e| panic!("{e}: {:?}", out.text));
+    let value: serde_json::Value =
+        serde_json::from_str(&out.text).unwrap_or_else(|e| panic!("{e}: {:?}", out.text));
     assert!(value.is_object(), "{value}");
 }
 
@@ -194,7 +264,10 @@ fn json_object_mode_returns_an_object() {
 fn prompts_over_the_context_are_refused() {
     let long = "word ".repeat(CTX as usize * 2);
     match engine().submit(request(Prompt::Text(long), 8)) {
-        Err(Refusal::ContextLength { max_model_len, prompt_tokens }) => {
+        Err(Refusal::ContextLength {
+            max_model_len,
+            prompt_tokens,
+        }) => {
             assert_eq!(max_model_len, CTX);
             assert!(prompt_tokens > CTX);
         }
@@ -202,26 +275,45 @@ fn prompts_over_the_context_are_refused() {
     }
     let err = engine().submit(request(chat("Hi"), CTX)).unwrap_err();
     assert!(matches!(err, Refusal::MaxTokens { .. }), "{err}");
-    let err = engine().submit(GenRequest { temperature: Some(-1.0), ..request(chat("Hi"), 8) }).unwrap_err();
+    let err = engine()
+        .submit(GenRequest {
+            temperature: Some(-1.0),
+            ..request(chat("Hi"), 8)
+        })
+        .unwrap_err();
     assert!(matches!(err, Refusal::BadRequest(_)), "{err}");
 }
 
 #[test]
 fn a_dropped_receiver_frees_the_sequence() {
     let engine = LlamaEngine::load(config(2, 512)).unwrap();
-    let mut generation = engine.submit(GenRequest { ignore_eos: true, ..request(chat("Tell me a story."), 400) }).unwrap();
+    let mut generation = engine
+        .submit(GenRequest {
+            ignore_eos: true,
+            ..request(chat("Tell me a story."), 400)
+        })
+        .unwrap();
     for _ in 0..3 {
-        assert!(matches!(generation.events.blocking_recv(), Some(GenEvent::Token { .. })));
+        assert!(matches!(
+            generation.events.blocking_recv(),
+            Some(GenEvent::Token { .. })
+        ));
     }
     assert_eq!(engine.gauges().running, 1);
     drop(generation);
     let deadline = Instant::now() + Duration::from_secs(10);
     while engine.gauges().running != 0 {
-        assert!(Instant::now() < deadline, "the abandoned sequence was never freed");
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned sequence was never freed"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let generated = engine.stats().generated_tokens;
-    assert!(generated < 100, "generation should stop soon after the drop, made {generated} tokens");
+    assert!(
+        generated < 100,
+        "generation should stop soon after the drop, made {generated} tokens"
+    );
     assert_eq!(engine.gauges().kv_cache_usage, 0.0);
     // The freed slot serves the next request.
     let out = collect(engine.submit(request(chat("Say hi."), 8)).unwrap());
@@ -242,17 +334,26 @@ fn concurrent_requests_share_decode_steps() {
         "Why is the sky blue?",
         "How do I boil an egg?",
     ];
-    let generations: Vec<Generation> =
-        questions.iter().map(|q| engine.submit(request(chat(q), 24)).unwrap()).collect();
+    let generations: Vec<Generation> = questions
+        .iter()
+        .map(|q| engine.submit(request(chat(q), 24)).unwrap())
+        .collect();
     let outputs: Vec<Output> = generations.into_iter().map(collect).collect();
     for (q, out) in questions.iter().zip(&outputs) {
         assert!(!out.text.trim().is_empty(), "{q}: {out:?}");
     }
     let stats = engine.stats();
     let total: u64 = outputs.iter().map(|o| u64::from(o.completion_tokens)).sum();
-    assert!(stats.peak_batch_sequences >= 4, "requests were not batched together: {stats:?}");
+    assert!(
+        stats.peak_batch_sequences >= 4,
+        "requests were not batched together: {stats:?}"
+    );
     // Sequential decoding would need one step per token; shared steps need far fewer.
-    assert!(stats.steps < total / 2, "{} steps for {total} tokens: {stats:?}", stats.steps);
+    assert!(
+        stats.steps < total / 2,
+        "{} steps for {total} tokens: {stats:?}",
+        stats.steps
+    );
     let gauges = engine.gauges();
     assert_eq!((gauges.running, gauges.waiting), (0, 0));
 }

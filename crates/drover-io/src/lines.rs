@@ -25,7 +25,12 @@ pub struct LineReader<R> {
 impl<R: BufRead> LineReader<R> {
     /// Reads lines from `inner`; a line over `max_line_bytes` is reported as [`Line::TooLong`].
     pub fn new(inner: R, max_line_bytes: usize) -> Self {
-        LineReader { inner, buf: Vec::new(), max: max_line_bytes, line_no: 0 }
+        LineReader {
+            inner,
+            buf: Vec::new(),
+            max: max_line_bytes,
+            line_no: 0,
+        }
     }
 
     /// The next line and its 1-based number, or `None` at the end of input.
@@ -84,10 +89,13 @@ mod tests {
         let mut r = LineReader::new(io::BufReader::with_capacity(3, input), max);
         let mut out = Vec::new();
         while let Some((n, line)) = r.next_line().unwrap() {
-            out.push((n, match line {
-                Line::Data(d) => Ok(d.to_vec()),
-                Line::TooLong { len } => Err(len),
-            }));
+            out.push((
+                n,
+                match line {
+                    Line::Data(d) => Ok(d.to_vec()),
+                    Line::TooLong { len } => Err(len),
+                },
+            ));
         }
         out
     }
@@ -95,12 +103,15 @@ mod tests {
     #[test]
     fn splits_lines_and_numbers_them() {
         let got = collect(b"ab\n\ncd\r\nlast", 100);
-        assert_eq!(got, vec![
-            (1, Ok(b"ab".to_vec())),
-            (2, Ok(vec![])),
-            (3, Ok(b"cd".to_vec())),
-            (4, Ok(b"last".to_vec())),
-        ]);
+        assert_eq!(
+            got,
+            vec![
+                (1, Ok(b"ab".to_vec())),
+                (2, Ok(vec![])),
+                (3, Ok(b"cd".to_vec())),
+                (4, Ok(b"last".to_vec())),
+            ]
+        );
     }
 
     #[test]
@@ -109,7 +120,14 @@ mod tests {
         input.extend(std::iter::repeat_n(b'x', 50));
         input.extend(b"\nnext\n");
         let got = collect(&input, 10);
-        assert_eq!(got, vec![(1, Ok(b"ok".to_vec())), (2, Err(50)), (3, Ok(b"next".to_vec()))]);
+        assert_eq!(
+            got,
+            vec![
+                (1, Ok(b"ok".to_vec())),
+                (2, Err(50)),
+                (3, Ok(b"next".to_vec()))
+            ]
+        );
     }
 
     #[test]

@@ -80,7 +80,10 @@ const REQUEST_PARAMS: &[&str] = &[
 const STRIPPED: &[&str] = &["stream", "stream_options"];
 
 fn err(custom_id: Option<&str>, message: impl Into<String>) -> LineError {
-    LineError { custom_id: custom_id.map(str::to_string), message: message.into() }
+    LineError {
+        custom_id: custom_id.map(str::to_string),
+        message: message.into(),
+    }
 }
 
 /// The id a task without one gets: stable for an unchanged input, so resume works.
@@ -91,12 +94,25 @@ pub fn line_id(line: u64) -> String {
 /// Parses one non-empty line into a task.
 pub fn parse_line(line: u64, bytes: &[u8], cfg: &ParseConfig) -> Result<Task, LineError> {
     if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(err(None, format!("invalid UTF-8 at byte {}: the input must be UTF-8 JSONL", e.valid_up_to())));
+        return Err(err(
+            None,
+            format!(
+                "invalid UTF-8 at byte {}: the input must be UTF-8 JSONL",
+                e.valid_up_to()
+            ),
+        ));
     }
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| err(None, format!("invalid JSON: {e}: each line must be one JSON object")))?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        err(
+            None,
+            format!("invalid JSON: {e}: each line must be one JSON object"),
+        )
+    })?;
     let Value::Object(obj) = value else {
-        return Err(err(None, format!("expected a JSON object, found {}", kind(&value))));
+        return Err(err(
+            None,
+            format!("expected a JSON object, found {}", kind(&value)),
+        ));
     };
     let custom_id = read_id(&obj)?;
     let id = custom_id.as_deref();
@@ -115,7 +131,12 @@ pub fn parse_line(line: u64, bytes: &[u8], cfg: &ParseConfig) -> Result<Task, Li
         let mut obj = obj;
         let prompt = match obj.remove("prompt").expect("checked above") {
             Value::String(p) => p,
-            other => return Err(err(id, format!("\"prompt\" must be a string, found {}", kind(&other)))),
+            other => {
+                return Err(err(
+                    id,
+                    format!("\"prompt\" must be a string, found {}", kind(&other)),
+                ));
+            }
         };
         simple_request(obj, Input::Text(prompt), &cfg.defaults, id)?
     } else {
@@ -133,7 +154,8 @@ pub fn parse_line(line: u64, bytes: &[u8], cfg: &ParseConfig) -> Result<Task, Li
         .iter()
         .find_map(|k| body.get(*k).and_then(Value::as_u64))
         .map(|n| n.min(u64::from(u32::MAX)) as u32);
-    let bytes = serde_json::to_vec(&body).map_err(|e| err(id, format!("cannot encode request: {e}")))?;
+    let bytes =
+        serde_json::to_vec(&body).map_err(|e| err(id, format!("cannot encode request: {e}")))?;
     let prompt_tokens_est = (bytes.len() / 4).min(u32::MAX as usize) as u32;
     Ok(Task {
         line,
@@ -148,18 +170,27 @@ pub fn parse_line(line: u64, bytes: &[u8], cfg: &ParseConfig) -> Result<Task, Li
 
 /// Reads `custom_id` (or `id`): a string, or a number taken as its decimal text.
 fn read_id(obj: &Map<String, Value>) -> Result<Option<String>, LineError> {
-    let Some((key, v)) = obj.get_key_value("custom_id").or_else(|| obj.get_key_value("id")) else {
+    let Some((key, v)) = obj
+        .get_key_value("custom_id")
+        .or_else(|| obj.get_key_value("id"))
+    else {
         return Ok(None);
     };
     match v {
         Value::String(s) if !s.is_empty() => Ok(Some(s.clone())),
         Value::String(_) => Err(err(None, format!("\"{key}\" is empty"))),
         Value::Number(n) => Ok(Some(n.to_string())),
-        other => Err(err(None, format!("\"{key}\" must be a string, found {}", kind(other)))),
+        other => Err(err(
+            None,
+            format!("\"{key}\" must be a string, found {}", kind(other)),
+        )),
     }
 }
 
-fn batch_request(mut obj: Map<String, Value>, id: Option<&str>) -> Result<(Endpoint, Map<String, Value>), LineError> {
+fn batch_request(
+    mut obj: Map<String, Value>,
+    id: Option<&str>,
+) -> Result<(Endpoint, Map<String, Value>), LineError> {
     if id.is_none() {
         return Err(err(None, "batch request line has no \"custom_id\""));
     }
@@ -170,18 +201,35 @@ fn batch_request(mut obj: Map<String, Value>, id: Option<&str>) -> Result<(Endpo
     }
     let url = match obj.get("url") {
         Some(Value::String(u)) => u.clone(),
-        Some(other) => return Err(err(id, format!("\"url\" must be a string, found {}", kind(other)))),
-        None => return Err(err(id, "batch request line has no \"url\" (e.g. \"/v1/chat/completions\")")),
+        Some(other) => {
+            return Err(err(
+                id,
+                format!("\"url\" must be a string, found {}", kind(other)),
+            ));
+        }
+        None => {
+            return Err(err(
+                id,
+                "batch request line has no \"url\" (e.g. \"/v1/chat/completions\")",
+            ));
+        }
     };
     let endpoint = Endpoint::from_url(&url).map_err(|e| err(id, e.to_string()))?;
     let body = match obj.remove("body") {
         Some(Value::Object(b)) => b,
-        Some(other) => return Err(err(id, format!("\"body\" must be an object, found {}", kind(&other)))),
+        Some(other) => {
+            return Err(err(
+                id,
+                format!("\"body\" must be an object, found {}", kind(&other)),
+            ));
+        }
         None => return Err(err(id, "batch request line has no \"body\"")),
     };
     match endpoint {
         Endpoint::ChatCompletions => {
-            let m = body.get("messages").ok_or_else(|| err(id, "chat request body has no \"messages\""))?;
+            let m = body
+                .get("messages")
+                .ok_or_else(|| err(id, "chat request body has no \"messages\""))?;
             check_message_list(m, id)?;
         }
         Endpoint::Completions if !body.contains_key("prompt") => {
@@ -236,7 +284,13 @@ fn simple_request(
             Endpoint::ChatCompletions
         }
         Input::Messages(m) if defaults.completions => {
-            return Err(err(id, format!("--endpoint completions takes a prompt, but this task has {} messages", m.len())));
+            return Err(err(
+                id,
+                format!(
+                    "--endpoint completions takes a prompt, but this task has {} messages",
+                    m.len()
+                ),
+            ));
         }
         Input::Messages(m) => {
             body.insert("messages".into(), Value::Array(m));
@@ -263,7 +317,10 @@ fn check_messages(v: Value, id: Option<&str>) -> Result<Vec<Value>, LineError> {
 
 fn check_message_list(v: &Value, id: Option<&str>) -> Result<(), LineError> {
     let Value::Array(items) = v else {
-        return Err(err(id, format!("\"messages\" must be an array, found {}", kind(v))));
+        return Err(err(
+            id,
+            format!("\"messages\" must be an array, found {}", kind(v)),
+        ));
     };
     if items.is_empty() {
         return Err(err(id, "\"messages\" is empty"));
@@ -271,7 +328,14 @@ fn check_message_list(v: &Value, id: Option<&str>) -> Result<(), LineError> {
     for (i, m) in items.iter().enumerate() {
         match m.get("role") {
             Some(Value::String(_)) => {}
-            _ => return Err(err(id, format!("messages[{i}] needs a string \"role\" (system, user, assistant, tool)"))),
+            _ => {
+                return Err(err(
+                    id,
+                    format!(
+                        "messages[{i}] needs a string \"role\" (system, user, assistant, tool)"
+                    ),
+                ));
+            }
         }
     }
     Ok(())
@@ -283,7 +347,8 @@ fn apply_defaults(body: &mut Map<String, Value>, d: &RequestDefaults) {
         body.entry(k.clone()).or_insert_with(|| v.clone());
     }
     if let Some(m) = &d.model {
-        body.entry("model").or_insert_with(|| Value::String(m.clone()));
+        body.entry("model")
+            .or_insert_with(|| Value::String(m.clone()));
     }
     if let Some(n) = d.max_tokens {
         if !body.contains_key("max_tokens") && !body.contains_key("max_completion_tokens") {
@@ -312,7 +377,10 @@ mod tests {
     use serde_json::json;
 
     fn cfg() -> ParseConfig {
-        ParseConfig { defaults: RequestDefaults::default(), template: None }
+        ParseConfig {
+            defaults: RequestDefaults::default(),
+            template: None,
+        }
     }
 
     fn body(t: &Task) -> Value {
@@ -330,7 +398,10 @@ mod tests {
         assert_eq!(t.line, 3);
         assert_eq!(t.endpoint, Endpoint::ChatCompletions);
         assert_eq!(t.max_tokens, Some(7));
-        assert_eq!(body(&t), json!({"messages":[{"role":"user","content":"hi"}],"max_tokens":7,"logprobs":true,"model":"m"}));
+        assert_eq!(
+            body(&t),
+            json!({"messages":[{"role":"user","content":"hi"}],"max_tokens":7,"logprobs":true,"model":"m"})
+        );
     }
 
     #[test]
@@ -338,19 +409,35 @@ mod tests {
         let t = parse_line(1, br#"{"custom_id":"e","method":"POST","url":"/v1/embeddings","body":{"input":"x","model":"e5"}}"#, &cfg()).unwrap();
         assert_eq!(t.endpoint, Endpoint::Embeddings);
         assert_eq!(body(&t)["model"], "e5");
-        let t = parse_line(1, br#"{"custom_id":"c","url":"/v1/completions","body":{"prompt":"x"}}"#, &cfg()).unwrap();
+        let t = parse_line(
+            1,
+            br#"{"custom_id":"c","url":"/v1/completions","body":{"prompt":"x"}}"#,
+            &cfg(),
+        )
+        .unwrap();
         assert_eq!(t.endpoint, Endpoint::Completions);
     }
 
     #[test]
     fn prompt_shape_is_one_user_message() {
-        let t = parse_line(1, br#"{"id":"p1","prompt":"Hello","category":"x","temperature":0.5}"#, &cfg()).unwrap();
-        assert_eq!(body(&t), json!({"messages":[{"role":"user","content":"Hello"}],"temperature":0.5}));
+        let t = parse_line(
+            1,
+            br#"{"id":"p1","prompt":"Hello","category":"x","temperature":0.5}"#,
+            &cfg(),
+        )
+        .unwrap();
+        assert_eq!(
+            body(&t),
+            json!({"messages":[{"role":"user","content":"Hello"}],"temperature":0.5})
+        );
         let mut c = cfg();
         c.defaults.system = Some("Be terse.".into());
         c.defaults.temperature = Some(0.0);
         let t = parse_line(1, br#"{"id":"p1","prompt":"Hello"}"#, &c).unwrap();
-        assert_eq!(body(&t), json!({"messages":[{"role":"system","content":"Be terse."},{"role":"user","content":"Hello"}],"temperature":0.0}));
+        assert_eq!(
+            body(&t),
+            json!({"messages":[{"role":"system","content":"Be terse."},{"role":"user","content":"Hello"}],"temperature":0.0})
+        );
     }
 
     #[test]
@@ -365,7 +452,12 @@ mod tests {
 
     #[test]
     fn messages_shape_and_missing_id() {
-        let t = parse_line(9, br#"{"messages":[{"role":"user","content":"x"}]}"#, &cfg()).unwrap();
+        let t = parse_line(
+            9,
+            br#"{"messages":[{"role":"user","content":"x"}]}"#,
+            &cfg(),
+        )
+        .unwrap();
         assert_eq!(&*t.custom_id, "line-9");
     }
 
@@ -373,12 +465,23 @@ mod tests {
     fn task_wins_over_flags_and_extra_body_is_lowest() {
         let mut c = cfg();
         c.defaults.max_tokens = Some(100);
-        c.defaults.extra_body = json!({"top_p": 0.9, "temperature": 1.0}).as_object().unwrap().clone();
+        c.defaults.extra_body = json!({"top_p": 0.9, "temperature": 1.0})
+            .as_object()
+            .unwrap()
+            .clone();
         c.defaults.temperature = Some(0.2);
-        let t = parse_line(1, br#"{"id":"a","prompt":"x","max_completion_tokens":5,"top_p":0.5}"#, &c).unwrap();
+        let t = parse_line(
+            1,
+            br#"{"id":"a","prompt":"x","max_completion_tokens":5,"top_p":0.5}"#,
+            &c,
+        )
+        .unwrap();
         let b = body(&t);
         assert_eq!(b["top_p"], 0.5);
-        assert_eq!(b["temperature"], 1.0, "extra-body sits under the task, and a flag default does not override it");
+        assert_eq!(
+            b["temperature"], 1.0,
+            "extra-body sits under the task, and a flag default does not override it"
+        );
         assert!(b.get("max_tokens").is_none());
         assert_eq!(t.max_tokens, Some(5));
     }
@@ -409,7 +512,12 @@ mod tests {
         ];
         for (line, want) in cases {
             let e = parse_line(1, line, &cfg()).unwrap_err();
-            assert!(e.message.contains(want), "{:?}: {}", String::from_utf8_lossy(line), e.message);
+            assert!(
+                e.message.contains(want),
+                "{:?}: {}",
+                String::from_utf8_lossy(line),
+                e.message
+            );
         }
         let e = parse_line(1, br#"{"id":"k","prompt":5}"#, &cfg()).unwrap_err();
         assert_eq!(e.custom_id.as_deref(), Some("k"));

@@ -81,7 +81,13 @@ pub struct TaskReader<R> {
 
 impl<R: BufRead> TaskReader<R> {
     /// A reader over `input`. `done` holds what an output being resumed already answered.
-    pub fn new(input: R, max_line_bytes: usize, cfg: ParseConfig, done: DoneSet, shard: Option<Shard>) -> Self {
+    pub fn new(
+        input: R,
+        max_line_bytes: usize,
+        cfg: ParseConfig,
+        done: DoneSet,
+        shard: Option<Shard>,
+    ) -> Self {
         TaskReader {
             lines: LineReader::new(input, max_line_bytes),
             max_line_bytes,
@@ -128,7 +134,12 @@ impl<R: BufRead> TaskReader<R> {
                 Ok(task) => self.admit(task),
                 Err((custom_id, reason)) => {
                     let custom_id = custom_id.unwrap_or_else(|| line_id(n));
-                    self.invalid(n, custom_id, ErrorCode::InvalidInput, format!("line {n}: {reason}"))
+                    self.invalid(
+                        n,
+                        custom_id,
+                        ErrorCode::InvalidInput,
+                        format!("line {n}: {reason}"),
+                    )
                 }
             };
             if let Some(item) = item {
@@ -145,8 +156,16 @@ impl<R: BufRead> TaskReader<R> {
         }
         let first = *self.seen.entry(h).or_insert(task.line);
         if first != task.line {
-            let msg = format!("line {}: duplicate custom_id {:?}, first seen on line {first}", task.line, task.custom_id);
-            return self.invalid(task.line, task.custom_id.to_string(), ErrorCode::DuplicateCustomId, msg);
+            let msg = format!(
+                "line {}: duplicate custom_id {:?}, first seen on line {first}",
+                task.line, task.custom_id
+            );
+            return self.invalid(
+                task.line,
+                task.custom_id.to_string(),
+                ErrorCode::DuplicateCustomId,
+                msg,
+            );
         }
         if self.done.contains_id(h) {
             self.stats.skipped_done += 1;
@@ -156,7 +175,13 @@ impl<R: BufRead> TaskReader<R> {
         Some(InputItem::Task(task))
     }
 
-    fn invalid(&mut self, line: u64, custom_id: String, code: ErrorCode, message: String) -> Option<InputItem> {
+    fn invalid(
+        &mut self,
+        line: u64,
+        custom_id: String,
+        code: ErrorCode,
+        message: String,
+    ) -> Option<InputItem> {
         if self.shard.is_some_and(|s| !s.owns(id_hash(&custom_id))) {
             self.stats.other_shard += 1;
             return None;
@@ -169,7 +194,12 @@ impl<R: BufRead> TaskReader<R> {
             ErrorCode::DuplicateCustomId => self.stats.duplicates += 1,
             _ => self.stats.invalid += 1,
         }
-        Some(InputItem::Invalid { line, custom_id, code, message })
+        Some(InputItem::Invalid {
+            line,
+            custom_id,
+            code,
+            message,
+        })
     }
 }
 
@@ -200,8 +230,15 @@ mod tests {
     use super::*;
     use crate::parse::RequestDefaults;
 
-    fn reader(input: &'static str, done: DoneSet, shard: Option<Shard>) -> TaskReader<&'static [u8]> {
-        let cfg = ParseConfig { defaults: RequestDefaults::default(), template: None };
+    fn reader(
+        input: &'static str,
+        done: DoneSet,
+        shard: Option<Shard>,
+    ) -> TaskReader<&'static [u8]> {
+        let cfg = ParseConfig {
+            defaults: RequestDefaults::default(),
+            template: None,
+        };
         TaskReader::new(input.as_bytes(), 1000, cfg, done, shard)
     }
 
@@ -215,12 +252,24 @@ mod tests {
 
     #[test]
     fn duplicates_get_records_naming_the_first_line() {
-        let mut r = reader("{\"id\":\"a\",\"prompt\":\"x\"}\n\n{\"id\":\"b\",\"prompt\":\"y\"}\n{\"id\":\"a\",\"prompt\":\"z\"}\n", DoneSet::default(), None);
+        let mut r = reader(
+            "{\"id\":\"a\",\"prompt\":\"x\"}\n\n{\"id\":\"b\",\"prompt\":\"y\"}\n{\"id\":\"a\",\"prompt\":\"z\"}\n",
+            DoneSet::default(),
+            None,
+        );
         let items = drain(&mut r);
         assert_eq!(items.len(), 3);
         match &items[2] {
-            InputItem::Invalid { line, code, message, custom_id } => {
-                assert_eq!((*line, *code, custom_id.as_str()), (4, ErrorCode::DuplicateCustomId, "a"));
+            InputItem::Invalid {
+                line,
+                code,
+                message,
+                custom_id,
+            } => {
+                assert_eq!(
+                    (*line, *code, custom_id.as_str()),
+                    (4, ErrorCode::DuplicateCustomId, "a")
+                );
                 assert!(message.contains("first seen on line 1"), "{message}");
             }
             other => panic!("{other:?}"),
@@ -231,10 +280,19 @@ mod tests {
 
     #[test]
     fn bad_lines_become_records_and_reading_goes_on() {
-        let mut r = reader("{oops\n{\"id\":\"ok\",\"prompt\":\"x\"}\n", DoneSet::default(), None);
+        let mut r = reader(
+            "{oops\n{\"id\":\"ok\",\"prompt\":\"x\"}\n",
+            DoneSet::default(),
+            None,
+        );
         let items = drain(&mut r);
         match &items[0] {
-            InputItem::Invalid { line: 1, custom_id, message, .. } => {
+            InputItem::Invalid {
+                line: 1,
+                custom_id,
+                message,
+                ..
+            } => {
                 assert_eq!(custom_id, "line-1");
                 assert!(message.starts_with("line 1: invalid JSON"), "{message}");
             }
@@ -245,10 +303,21 @@ mod tests {
 
     #[test]
     fn too_long_lines_name_the_flag() {
-        let cfg = ParseConfig { defaults: RequestDefaults::default(), template: None };
-        let mut r = TaskReader::new(&b"{\"id\":\"a\",\"prompt\":\"xxxxxxxxxxxxxxxx\"}\n"[..], 10, cfg, DoneSet::default(), None);
+        let cfg = ParseConfig {
+            defaults: RequestDefaults::default(),
+            template: None,
+        };
+        let mut r = TaskReader::new(
+            &b"{\"id\":\"a\",\"prompt\":\"xxxxxxxxxxxxxxxx\"}\n"[..],
+            10,
+            cfg,
+            DoneSet::default(),
+            None,
+        );
         match r.next_item().unwrap().unwrap() {
-            InputItem::Invalid { message, .. } => assert!(message.contains("--max-line-bytes 10"), "{message}"),
+            InputItem::Invalid { message, .. } => {
+                assert!(message.contains("--max-line-bytes 10"), "{message}")
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -256,7 +325,11 @@ mod tests {
     #[test]
     fn done_tasks_and_lines_are_skipped() {
         let done = DoneSet::from_parts(vec![id_hash("a")], vec![2]);
-        let mut r = reader("{\"id\":\"a\",\"prompt\":\"x\"}\n{bad\n{\"id\":\"b\",\"prompt\":\"y\"}\n", done, None);
+        let mut r = reader(
+            "{\"id\":\"a\",\"prompt\":\"x\"}\n{bad\n{\"id\":\"b\",\"prompt\":\"y\"}\n",
+            done,
+            None,
+        );
         let items = drain(&mut r);
         assert_eq!(items.len(), 1);
         assert!(matches!(&items[0], InputItem::Task(t) if &*t.custom_id == "b"));
@@ -266,11 +339,18 @@ mod tests {
     #[test]
     fn shards_split_the_input() {
         let input: &'static str = Box::leak(
-            (0..200).map(|i| format!("{{\"id\":\"t{i}\",\"prompt\":\"x\"}}\n")).collect::<String>().into_boxed_str(),
+            (0..200)
+                .map(|i| format!("{{\"id\":\"t{i}\",\"prompt\":\"x\"}}\n"))
+                .collect::<String>()
+                .into_boxed_str(),
         );
         let mut total = 0;
         for i in 0..3 {
-            let mut r = reader(input, DoneSet::default(), Some(Shard { index: i, count: 3 }));
+            let mut r = reader(
+                input,
+                DoneSet::default(),
+                Some(Shard { index: i, count: 3 }),
+            );
             total += drain(&mut r).len();
         }
         assert_eq!(total, 200);

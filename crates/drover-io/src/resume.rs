@@ -135,7 +135,10 @@ impl Record {
 
 /// Scans `path`, repairs a torn last line, and (with `retry_failed`) drops failed lines.
 pub fn prepare_resume(path: &Path, retry_failed: bool) -> Result<ResumeScan, ResumeError> {
-    let io_err = |source| ResumeError::Io { path: path.to_path_buf(), source };
+    let io_err = |source| ResumeError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut scan = ResumeScan::default();
     let (mut ids, mut lines) = (Vec::new(), Vec::new());
     let mut reader = BufReader::with_capacity(1 << 20, File::open(path).map_err(io_err)?);
@@ -228,7 +231,12 @@ mod tests {
     fn done_set_keys_tasks_by_id_and_bad_lines_by_line() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("out.jsonl");
-        let text = [ok_line("a", 1), err_line("line-2", 2, "invalid_input"), err_line("c", 3, "server_error")].concat();
+        let text = [
+            ok_line("a", 1),
+            err_line("line-2", 2, "invalid_input"),
+            err_line("c", 3, "server_error"),
+        ]
+        .concat();
         std::fs::write(&p, &text).unwrap();
         let scan = prepare_resume(&p, false).unwrap();
         assert!(scan.done.contains_id(id_hash("a")));
@@ -236,18 +244,34 @@ mod tests {
         assert!(scan.done.contains_line(2));
         assert!(!scan.done.contains_id(id_hash("line-2")));
         assert_eq!((scan.succeeded, scan.failed_kept), (1, 2));
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), text, "nothing to repair");
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            text,
+            "nothing to repair"
+        );
     }
 
     #[test]
     fn retry_failed_drops_failed_lines_from_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("out.jsonl");
-        std::fs::write(&p, [ok_line("a", 1), err_line("b", 2, "timeout"), ok_line("c", 3)].concat()).unwrap();
+        std::fs::write(
+            &p,
+            [
+                ok_line("a", 1),
+                err_line("b", 2, "timeout"),
+                ok_line("c", 3),
+            ]
+            .concat(),
+        )
+        .unwrap();
         let scan = prepare_resume(&p, true).unwrap();
         assert_eq!(scan.failed_dropped, 1);
         assert!(!scan.done.contains_id(id_hash("b")));
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), [ok_line("a", 1), ok_line("c", 3)].concat());
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            [ok_line("a", 1), ok_line("c", 3)].concat()
+        );
     }
 
     #[test]

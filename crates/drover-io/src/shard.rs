@@ -70,7 +70,10 @@ mod tests {
 
     #[test]
     fn parses_and_rejects() {
-        assert_eq!("2/4".parse::<Shard>().unwrap(), Shard { index: 2, count: 4 });
+        assert_eq!(
+            "2/4".parse::<Shard>().unwrap(),
+            Shard { index: 2, count: 4 }
+        );
         for bad in ["4/4", "1", "a/b", "0/0", "-1/3"] {
             let e = bad.parse::<Shard>().unwrap_err().to_string();
             assert!(e.contains("--shard"), "{e}");

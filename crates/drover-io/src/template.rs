@@ -46,8 +46,10 @@ pub enum Rendered {
 impl Template {
     /// Loads and compiles a template file.
     pub fn load(path: &Path) -> Result<Template, TemplateError> {
-        let source = std::fs::read_to_string(path)
-            .map_err(|source| TemplateError::Read { path: path.display().to_string(), source })?;
+        let source = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Template::from_source(&path.display().to_string(), source)
     }
 
@@ -57,22 +59,32 @@ impl Template {
         // A field missing from a task is an error naming the field, not a silent empty string;
         // `{% if field %}` still works on absent fields.
         env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
-        env.add_filter("tojson_compact", |v: minijinja::Value| serde_json::to_string(&v).unwrap_or_default());
+        env.add_filter("tojson_compact", |v: minijinja::Value| {
+            serde_json::to_string(&v).unwrap_or_default()
+        });
         env.add_template_owned("task", source)
-            .map_err(|source| TemplateError::Compile { path: name.to_string(), source })?;
+            .map_err(|source| TemplateError::Compile {
+                path: name.to_string(),
+                source,
+            })?;
         Ok(Template { env })
     }
 
     /// Renders one task object.
     pub fn render(&self, task: &Map<String, Value>) -> Result<Rendered, String> {
         let tmpl = self.env.get_template("task").map_err(|e| e.to_string())?;
-        let text = tmpl.render(minijinja::Value::from(Serde(task))).map_err(|e| render_error(&e))?;
+        let text = tmpl
+            .render(minijinja::Value::from(Serde(task)))
+            .map_err(|e| render_error(&e))?;
         let trimmed = text.trim();
         if trimmed.starts_with('[') {
             if let Ok(Value::Array(items)) = serde_json::from_str::<Value>(trimmed) {
                 return Ok(Rendered::Messages(items));
             }
-            return Err("template rendered text starting with '[' that is not a JSON array of messages".into());
+            return Err(
+                "template rendered text starting with '[' that is not a JSON array of messages"
+                    .into(),
+            );
         }
         Ok(Rendered::Text(trimmed.to_string()))
     }
@@ -100,8 +112,13 @@ mod tests {
 
     #[test]
     fn renders_text_from_fields() {
-        let t = Template::from_source("t", "Classify: {{ text }} ({{ meta.lang }})".into()).unwrap();
-        let r = t.render(&obj(json!({"text": "great product", "meta": {"lang": "en"}}))).unwrap();
+        let t =
+            Template::from_source("t", "Classify: {{ text }} ({{ meta.lang }})".into()).unwrap();
+        let r = t
+            .render(&obj(
+                json!({"text": "great product", "meta": {"lang": "en"}}),
+            ))
+            .unwrap();
         assert_eq!(r, Rendered::Text("Classify: great product (en)".into()));
     }
 
@@ -110,7 +127,9 @@ mod tests {
         let src = r#"[{"role":"system","content":"Be brief."},{"role":"user","content":{{ text|tojson }}}]"#;
         let t = Template::from_source("t", src.into()).unwrap();
         let r = t.render(&obj(json!({"text": "say \"hi\""}))).unwrap();
-        let Rendered::Messages(m) = r else { panic!("not messages") };
+        let Rendered::Messages(m) = r else {
+            panic!("not messages")
+        };
         assert_eq!(m[1]["content"], "say \"hi\"");
     }
 
@@ -123,7 +142,10 @@ mod tests {
 
     #[test]
     fn compile_errors_name_the_file() {
-        let e = Template::from_source("tmpl.j2", "{{ oops".into()).err().unwrap().to_string();
+        let e = Template::from_source("tmpl.j2", "{{ oops".into())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("tmpl.j2"), "{e}");
     }
 }

@@ -110,7 +110,11 @@ impl Drop for OutputWriter {
 /// Makes a new directory entry durable (best effort: not every filesystem allows it).
 pub(crate) fn sync_dir(path: &Path) {
     if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
@@ -127,7 +131,10 @@ mod tests {
             id: format!("batch_req_{id}"),
             custom_id: id.into(),
             response: None,
-            error: Some(ErrorRecord { code: ErrorCode::InvalidInput, message: "x".into() }),
+            error: Some(ErrorRecord {
+                code: ErrorCode::InvalidInput,
+                message: "x".into(),
+            }),
             drover: None,
         }
     }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use drover_io::OutputWriter;
-use drover_sched::{FleetSnapshot, Finished, Outcome};
+use drover_sched::{Finished, FleetSnapshot, Outcome};
 use drover_stats::{FleetSample, Record, RunStats, SampleBackend};
 use drover_types::{ErrorCode, Usage};
 use tokio::sync::mpsc;
@@ -118,7 +118,10 @@ impl Collector {
                 .collect(),
         };
         let busy = snap.in_flight > 0 || snap.queued > 0;
-        self.stats.lock().expect("stats lock").sample(&sample, now, busy);
+        self.stats
+            .lock()
+            .expect("stats lock")
+            .sample(&sample, now, busy);
     }
 
     fn finished(&mut self, f: Finished) -> std::io::Result<()> {
@@ -173,8 +176,12 @@ impl Collector {
             None => self.progress.ok.fetch_add(1, Ordering::Relaxed),
             Some(_) => self.progress.failed.fetch_add(1, Ordering::Relaxed),
         };
-        self.progress.output_tokens.fetch_add(r.usage.completion_tokens, Ordering::Relaxed);
-        self.stats.lock().expect("stats lock").record(&r, Instant::now());
+        self.progress
+            .output_tokens
+            .fetch_add(r.usage.completion_tokens, Ordering::Relaxed);
+        self.stats
+            .lock()
+            .expect("stats lock")
+            .record(&r, Instant::now());
     }
 }
-

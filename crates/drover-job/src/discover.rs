@@ -49,7 +49,11 @@ pub enum FleetError {
 }
 
 fn list(items: &[(String, String)]) -> String {
-    items.iter().map(|(b, why)| format!("  {b}: {why}")).collect::<Vec<_>>().join("\n")
+    items
+        .iter()
+        .map(|(b, why)| format!("  {b}: {why}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 struct Probe {
@@ -59,11 +63,22 @@ struct Probe {
 }
 
 /// Probes every backend (concurrently) and settles the model.
-pub async fn discover(client: &Client, addrs: Vec<BackendAddr>, model: Option<&str>, timeout: Duration) -> Result<Fleet, FleetError> {
+pub async fn discover(
+    client: &Client,
+    addrs: Vec<BackendAddr>,
+    model: Option<&str>,
+    timeout: Duration,
+) -> Result<Fleet, FleetError> {
     let probes = join_all(addrs.into_iter().map(|addr| async move {
-        let (models, signals) =
-            tokio::join!(client.models(&addr, timeout), client.scrape(&addr, timeout.min(Duration::from_secs(3))));
-        Probe { addr, models, signals: signals.ok().flatten() }
+        let (models, signals) = tokio::join!(
+            client.models(&addr, timeout),
+            client.scrape(&addr, timeout.min(Duration::from_secs(3)))
+        );
+        Probe {
+            addr,
+            models,
+            signals: signals.ok().flatten(),
+        }
     }))
     .await;
 
@@ -107,7 +122,11 @@ pub async fn discover(client: &Client, addrs: Vec<BackendAddr>, model: Option<&s
                         _ => {
                             return Err(FleetError::AmbiguousModel {
                                 backend: p.addr.label.clone(),
-                                models: ms.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join(", "),
+                                models: ms
+                                    .iter()
+                                    .map(|m| m.id.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
                             });
                         }
                     }
@@ -130,9 +149,16 @@ pub async fn discover(client: &Client, addrs: Vec<BackendAddr>, model: Option<&s
                     true
                 }
                 None => {
-                    let have = ms.iter().map(|x| x.id.as_str()).collect::<Vec<_>>().join(", ");
+                    let have = ms
+                        .iter()
+                        .map(|x| x.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     served.push((p.addr.label.clone(), format!("serves {have}")));
-                    left_out.push((p.addr.label.clone(), format!("serves {have}, not {m}; left out so models are not mixed")));
+                    left_out.push((
+                        p.addr.label.clone(),
+                        format!("serves {have}, not {m}; left out so models are not mixed"),
+                    ));
                     false
                 }
             },
@@ -140,11 +166,22 @@ pub async fn discover(client: &Client, addrs: Vec<BackendAddr>, model: Option<&s
             _ => true,
         };
         if ok {
-            backends.push(BackendSpec { addr: p.addr, signals: p.signals });
+            backends.push(BackendSpec {
+                addr: p.addr,
+                signals: p.signals,
+            });
         }
     }
     if backends.is_empty() {
-        return Err(FleetError::ModelNotFound { model: chosen.unwrap_or_default(), served });
+        return Err(FleetError::ModelNotFound {
+            model: chosen.unwrap_or_default(),
+            served,
+        });
     }
-    Ok(Fleet { model: chosen, backends, left_out, max_model_len: max_len })
+    Ok(Fleet {
+        model: chosen,
+        backends,
+        left_out,
+        max_model_len: max_len,
+    })
 }

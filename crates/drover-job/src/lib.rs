@@ -21,9 +21,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use drover_client::Client;
-use drover_io::{DoneSet, InputItem, OutputWriter, ParseConfig, ReadStats, ResumeScan, Shard, TaskReader, count_lines};
+use drover_io::{
+    DoneSet, InputItem, OutputWriter, ParseConfig, ReadStats, ResumeScan, Shard, TaskReader,
+    count_lines,
+};
 use drover_sched::{
-    AnswerCheck, BackendSpec, Control, DispatchConfig, DispatchEvent, DispatchReport, Dispatcher, FleetSnapshot, Wiring,
+    AnswerCheck, BackendSpec, Control, DispatchConfig, DispatchEvent, DispatchReport, Dispatcher,
+    FleetSnapshot, Wiring,
 };
 use drover_stats::RunStats;
 use tokio::sync::mpsc;
@@ -83,7 +87,9 @@ pub struct JobSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     /// The output exists and neither --resume nor --overwrite was given.
-    #[error("output {0} already exists: pass --resume to continue it (already answered tasks are skipped) or --overwrite to start over")]
+    #[error(
+        "output {0} already exists: pass --resume to continue it (already answered tasks are skipped) or --overwrite to start over"
+    )]
     OutputExists(PathBuf),
     /// The input cannot be read.
     #[error("cannot read input {path}: {source}")]
@@ -184,7 +190,10 @@ impl Job {
     /// Checks the output and input and opens the output. Nothing is sent yet.
     pub fn prepare(mut spec: JobSpec) -> Result<(Job, JobHandles), JobError> {
         let out = spec.output.clone();
-        let out_err = |source| JobError::Output { path: out.clone(), source };
+        let out_err = |source| JobError::Output {
+            path: out.clone(),
+            source,
+        };
         let exists = spec.output.exists();
         let (writer, done, resume) = match spec.output_mode {
             OutputMode::Fresh if exists => return Err(JobError::OutputExists(spec.output.clone())),
@@ -196,18 +205,32 @@ impl Job {
                     failed_dropped: scan.failed_dropped,
                     torn_bytes: scan.torn_bytes,
                 };
-                (OutputWriter::append(&spec.output, spec.sync_every).map_err(out_err)?, scan.done, Some(info))
+                (
+                    OutputWriter::append(&spec.output, spec.sync_every).map_err(out_err)?,
+                    scan.done,
+                    Some(info),
+                )
             }
-            _ => (OutputWriter::create(&spec.output, spec.sync_every).map_err(out_err)?, DoneSet::default(), None),
+            _ => (
+                OutputWriter::create(&spec.output, spec.sync_every).map_err(out_err)?,
+                DoneSet::default(),
+                None,
+            ),
         };
         if spec.strict {
             check_strict(&mut spec)?;
         }
         let progress = Arc::new(Progress::default());
         if let InputSource::Path(p) = &spec.input {
-            let n = count_lines(p).map_err(|source| JobError::Input { path: p.display().to_string(), source })?;
+            let n = count_lines(p).map_err(|source| JobError::Input {
+                path: p.display().to_string(),
+                source,
+            })?;
             let already = resume.map_or(0, |r| r.succeeded + r.failed_kept);
-            progress.total.store(n.saturating_sub(already), std::sync::atomic::Ordering::Relaxed);
+            progress.total.store(
+                n.saturating_sub(already),
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
         let (events_tx, events) = mpsc::unbounded_channel();
         let snapshot = Arc::new(Mutex::new(FleetSnapshot::default()));
@@ -220,26 +243,61 @@ impl Job {
             events,
             control: control.clone(),
         };
-        Ok((Job { spec, writer, done, resume, progress, snapshot, stats, events_tx, control }, handles))
+        Ok((
+            Job {
+                spec,
+                writer,
+                done,
+                resume,
+                progress,
+                snapshot,
+                stats,
+                events_tx,
+                control,
+            },
+            handles,
+        ))
     }
 
     /// Runs the job to its end (or until stopped).
     pub async fn run(self) -> Result<JobResult, JobError> {
-        let Job { mut spec, writer, done, resume, progress, snapshot, stats, events_tx, control } = self;
+        let Job {
+            mut spec,
+            writer,
+            done,
+            resume,
+            progress,
+            snapshot,
+            stats,
+            events_tx,
+            control,
+        } = self;
         let started = Instant::now();
         let started_at = SystemTime::now();
         stats.lock().expect("stats lock").started = started;
-        let source = spec
-            .input
-            .open()
-            .map_err(|source| JobError::Input { path: spec.input.display(), source })?;
+        let source = spec.input.open().map_err(|source| JobError::Input {
+            path: spec.input.display(),
+            source,
+        })?;
         let lookahead = spec.dispatch.lookahead.max(64);
         let (task_tx, task_rx) = mpsc::channel(lookahead);
         let (invalid_tx, invalid_rx) = mpsc::channel(1024);
         let (finished_tx, finished_rx) = mpsc::channel(4096);
-        let parse = std::mem::replace(&mut spec.parse, ParseConfig { defaults: Default::default(), template: None });
+        let parse = std::mem::replace(
+            &mut spec.parse,
+            ParseConfig {
+                defaults: Default::default(),
+                template: None,
+            },
+        );
         let reader = read::spawn(
-            read::ReaderSetup { source, parse, max_line_bytes: spec.max_line_bytes, done, shard: spec.shard },
+            read::ReaderSetup {
+                source,
+                parse,
+                max_line_bytes: spec.max_line_bytes,
+                done,
+                shard: spec.shard,
+            },
             task_tx,
             invalid_tx,
             control.stop_intake.clone(),
@@ -269,15 +327,24 @@ impl Job {
             .await
             .expect("join reader")
             .unwrap_or_else(|p| std::panic::resume_unwind(p))
-            .map_err(|source| JobError::Input { path: spec.input.display(), source })?;
-        let writer = collector
-            .await
-            .expect("collector task")
-            .map_err(|source| JobError::Output { path: spec.output.clone(), source })?;
+            .map_err(|source| JobError::Input {
+                path: spec.input.display(),
+                source,
+            })?;
+        let writer =
+            collector
+                .await
+                .expect("collector task")
+                .map_err(|source| JobError::Output {
+                    path: spec.output.clone(),
+                    source,
+                })?;
         drop(writer);
         let interrupted = control.stop_intake.is_cancelled() || control.abort.is_cancelled();
         let stats = stats.lock().expect("stats lock").clone();
-        progress.skipped.store(read.skipped_done, std::sync::atomic::Ordering::Relaxed);
+        progress
+            .skipped
+            .store(read.skipped_done, std::sync::atomic::Ordering::Relaxed);
         Ok(JobResult {
             stats,
             read,
@@ -293,11 +360,28 @@ impl Job {
 
 /// `--strict`: reads the whole input once; any bad line aborts before anything is sent.
 fn check_strict(spec: &mut JobSpec) -> Result<(), JobError> {
-    let InputSource::Path(p) = &spec.input else { return Err(JobError::StrictStdin) };
-    let source = spec.input.open().map_err(|source| JobError::Input { path: p.display().to_string(), source })?;
+    let InputSource::Path(p) = &spec.input else {
+        return Err(JobError::StrictStdin);
+    };
+    let source = spec.input.open().map_err(|source| JobError::Input {
+        path: p.display().to_string(),
+        source,
+    })?;
     // Parsing needs the template; borrow the real config for the pass and put it back.
-    let parse = std::mem::replace(&mut spec.parse, ParseConfig { defaults: Default::default(), template: None });
-    let mut reader = TaskReader::new(source, spec.max_line_bytes, parse, DoneSet::default(), spec.shard);
+    let parse = std::mem::replace(
+        &mut spec.parse,
+        ParseConfig {
+            defaults: Default::default(),
+            template: None,
+        },
+    );
+    let mut reader = TaskReader::new(
+        source,
+        spec.max_line_bytes,
+        parse,
+        DoneSet::default(),
+        spec.shard,
+    );
     let (mut count, mut first) = (0u64, Vec::new());
     loop {
         match reader.next_item() {
@@ -309,7 +393,12 @@ fn check_strict(spec: &mut JobSpec) -> Result<(), JobError> {
                 }
             }
             Ok(Some(InputItem::Task(_))) => {}
-            Err(source) => return Err(JobError::Input { path: p.display().to_string(), source }),
+            Err(source) => {
+                return Err(JobError::Input {
+                    path: p.display().to_string(),
+                    source,
+                });
+            }
         }
     }
     spec.parse = reader.into_parse_config();

@@ -21,7 +21,9 @@ impl Default for LineMaker {
 impl LineMaker {
     /// A maker with a fresh random seed.
     pub fn new() -> LineMaker {
-        LineMaker { rng: SmallRng::from_rng(&mut rand::rng()) }
+        LineMaker {
+            rng: SmallRng::from_rng(&mut rand::rng()),
+        }
     }
 
     fn id(&mut self) -> String {
@@ -42,25 +44,42 @@ impl LineMaker {
         };
         let id = self.id();
         match f.outcome {
-            Outcome::Success { status, body, answer } => OutputLine {
+            Outcome::Success {
+                status,
+                body,
+                answer,
+            } => OutputLine {
                 id,
                 custom_id: f.task.custom_id.to_string(),
-                response: Some(ResponsePart { status_code: status, request_id: f.request_id.clone(), body }),
+                response: Some(ResponsePart {
+                    status_code: status,
+                    request_id: f.request_id.clone(),
+                    body,
+                }),
                 error: None,
                 drover: Some(meta(answer)),
             },
-            Outcome::Failed { failure, message, body } => {
+            Outcome::Failed {
+                failure,
+                message,
+                body,
+            } => {
                 let response = match (body, failure_status(&failure)) {
-                    (Some(body), Some(status)) => {
-                        Some(ResponsePart { status_code: status, request_id: f.request_id.clone(), body })
-                    }
+                    (Some(body), Some(status)) => Some(ResponsePart {
+                        status_code: status,
+                        request_id: f.request_id.clone(),
+                        body,
+                    }),
                     _ => None,
                 };
                 OutputLine {
                     id,
                     custom_id: f.task.custom_id.to_string(),
                     response,
-                    error: Some(ErrorRecord { code: failure.code(), message }),
+                    error: Some(ErrorRecord {
+                        code: failure.code(),
+                        message,
+                    }),
                     drover: Some(meta(None)),
                 }
             }
@@ -68,13 +87,23 @@ impl LineMaker {
     }
 
     /// The line of an input line that never became a request (or a request that never ran).
-    pub fn unsent(&mut self, line: u64, custom_id: String, code: ErrorCode, message: String) -> OutputLine {
+    pub fn unsent(
+        &mut self,
+        line: u64,
+        custom_id: String,
+        code: ErrorCode,
+        message: String,
+    ) -> OutputLine {
         OutputLine {
             id: self.id(),
             custom_id,
             response: None,
             error: Some(ErrorRecord { code, message }),
-            drover: Some(Meta { line, finished_at: Some(unix_ms()), ..Meta::default() }),
+            drover: Some(Meta {
+                line,
+                finished_at: Some(unix_ms()),
+                ..Meta::default()
+            }),
         }
     }
 }
@@ -82,12 +111,16 @@ impl LineMaker {
 /// The HTTP status a failure carries, when the backend answered.
 pub fn failure_status(f: &Failure) -> Option<u16> {
     match f {
-        Failure::Overloaded { status, .. } | Failure::Server { status } | Failure::Rejected { status } => Some(*status),
+        Failure::Overloaded { status, .. }
+        | Failure::Server { status }
+        | Failure::Rejected { status } => Some(*status),
         _ => None,
     }
 }
 
 /// Now, Unix milliseconds.
 pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -43,13 +43,19 @@ impl Sources {
                     ips.sort();
                     ips.dedup();
                     for a in ips {
-                        let spec = if a.is_ipv6() { format!("[{}]:{}", a.ip(), a.port()) } else { a.to_string() };
+                        let spec = if a.is_ipv6() {
+                            format!("[{}]:{}", a.ip(), a.port())
+                        } else {
+                            a.to_string()
+                        };
                         out.push(BackendAddr::parse(&spec).map_err(|e| e.to_string())?);
                     }
                 }
                 // A name that does not resolve (yet) has no members; a headless service with no
                 // ready pods looks exactly like this.
-                Err(e) => tracing::info!(target: "drover::membership", name = %name, error = %e, "dns name does not resolve"),
+                Err(e) => {
+                    tracing::info!(target: "drover::membership", name = %name, error = %e, "dns name does not resolve")
+                }
             }
         }
         let mut seen = BTreeSet::new();
@@ -60,14 +66,16 @@ impl Sources {
 
 /// Reads a backends file: one backend a line; blank lines and `#` comments are skipped.
 pub fn read_file(path: &Path) -> Result<Vec<BackendAddr>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read --backends-file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read --backends-file {}: {e}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let entry = line.split('#').next().unwrap_or("").trim();
         if entry.is_empty() {
             continue;
         }
-        let addr = BackendAddr::parse(entry).map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))?;
+        let addr = BackendAddr::parse(entry)
+            .map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))?;
         out.push(addr);
     }
     Ok(out)
@@ -103,13 +111,27 @@ pub fn watch(
             if wanted == known {
                 continue;
             }
-            let mut next: Vec<BackendSpec> = current.iter().filter(|b| wanted.contains(&b.addr.base)).cloned().collect();
-            let new: Vec<BackendAddr> = addrs.into_iter().filter(|a| !known.contains(&a.base)).collect();
+            let mut next: Vec<BackendSpec> = current
+                .iter()
+                .filter(|b| wanted.contains(&b.addr.base))
+                .cloned()
+                .collect();
+            let new: Vec<BackendAddr> = addrs
+                .into_iter()
+                .filter(|a| !known.contains(&a.base))
+                .collect();
             let mut joined: BTreeSet<String> = BTreeSet::new();
             for addr in new {
                 // A newcomer joins only once it answers and serves the job's model.
                 let label = addr.label.clone();
-                match discover(&client, vec![addr], model.as_deref(), Duration::from_secs(5)).await {
+                match discover(
+                    &client,
+                    vec![addr],
+                    model.as_deref(),
+                    Duration::from_secs(5),
+                )
+                .await
+                {
                     Ok(f) if !f.backends.is_empty() => {
                         joined.insert(f.backends[0].addr.base.clone());
                         next.extend(f.backends);
@@ -119,7 +141,9 @@ pub fn watch(
                             tracing::warn!(target: "drover::membership", backend = %b, "not joining: {why}");
                         }
                     }
-                    Err(e) => tracing::warn!(target: "drover::membership", backend = %label, "not joining yet: {e}"),
+                    Err(e) => {
+                        tracing::warn!(target: "drover::membership", backend = %label, "not joining yet: {e}")
+                    }
                 }
             }
             // Newcomers that did not pass are not members yet: they are tried again next tick.
@@ -142,9 +166,20 @@ mod tests {
     fn backends_file_skips_comments_and_names_bad_lines() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("b.txt");
-        std::fs::write(&p, "# fleet\n8001\n\n  gpu2:8000  # second\nhttp://gpu3:9000/v1\n").unwrap();
+        std::fs::write(
+            &p,
+            "# fleet\n8001\n\n  gpu2:8000  # second\nhttp://gpu3:9000/v1\n",
+        )
+        .unwrap();
         let got: Vec<String> = read_file(&p).unwrap().into_iter().map(|a| a.base).collect();
-        assert_eq!(got, vec!["http://127.0.0.1:8001/v1", "http://gpu2:8000/v1", "http://gpu3:9000/v1"]);
+        assert_eq!(
+            got,
+            vec![
+                "http://127.0.0.1:8001/v1",
+                "http://gpu2:8000/v1",
+                "http://gpu3:9000/v1"
+            ]
+        );
         std::fs::write(&p, "8001\nnot a backend\n").unwrap();
         let e = read_file(&p).unwrap_err();
         assert!(e.contains("line 2"), "{e}");
@@ -152,7 +187,10 @@ mod tests {
 
     #[tokio::test]
     async fn dns_resolves_every_address() {
-        let s = Sources { dns: vec![("localhost".into(), 8123)], ..Sources::default() };
+        let s = Sources {
+            dns: vec![("localhost".into(), 8123)],
+            ..Sources::default()
+        };
         let got = s.resolve().await.unwrap();
         assert!(!got.is_empty());
         assert!(got.iter().all(|a| a.base.ends_with(":8123/v1")), "{got:?}");

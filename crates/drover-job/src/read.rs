@@ -58,7 +58,13 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("drover-reader".into())
         .spawn(move || {
-            let mut reader = TaskReader::new(setup.source, setup.max_line_bytes, setup.parse, setup.done, setup.shard);
+            let mut reader = TaskReader::new(
+                setup.source,
+                setup.max_line_bytes,
+                setup.parse,
+                setup.done,
+                setup.shard,
+            );
             while !stop.is_cancelled() {
                 match reader.next_item()? {
                     None => break,
@@ -67,8 +73,21 @@ pub(crate) fn spawn(
                             break;
                         }
                     }
-                    Some(InputItem::Invalid { line, custom_id, code, message }) => {
-                        if invalid.blocking_send(InvalidLine { line, custom_id, code, message }).is_err() {
+                    Some(InputItem::Invalid {
+                        line,
+                        custom_id,
+                        code,
+                        message,
+                    }) => {
+                        if invalid
+                            .blocking_send(InvalidLine {
+                                line,
+                                custom_id,
+                                code,
+                                message,
+                            })
+                            .is_err()
+                        {
                             break;
                         }
                     }

@@ -74,7 +74,13 @@ pub struct Breaker {
 impl Breaker {
     /// A closed breaker.
     pub fn new(cfg: BreakerConfig) -> Breaker {
-        Breaker { cfg, state: BreakerState::Closed, consecutive: 0, consecutive_connect: 0, ejections: 0 }
+        Breaker {
+            cfg,
+            state: BreakerState::Closed,
+            consecutive: 0,
+            consecutive_connect: 0,
+            ejections: 0,
+        }
     }
 
     /// Current state.
@@ -109,8 +115,14 @@ impl Breaker {
         } else {
             self.consecutive_connect = 0;
         }
-        if self.consecutive >= self.cfg.threshold || self.consecutive_connect >= self.cfg.connect_threshold {
-            self.open(OutReason::Failing(message.to_string()), self.cfg.min_open, now);
+        if self.consecutive >= self.cfg.threshold
+            || self.consecutive_connect >= self.cfg.connect_threshold
+        {
+            self.open(
+                OutReason::Failing(message.to_string()),
+                self.cfg.min_open,
+                now,
+            );
             return true;
         }
         false
@@ -137,15 +149,26 @@ impl Breaker {
         self.ejections += 1;
         self.consecutive = 0;
         self.consecutive_connect = 0;
-        self.state = BreakerState::Open { reason, retry_at: now + pause, pause };
+        self.state = BreakerState::Open {
+            reason,
+            retry_at: now + pause,
+            pause,
+        };
     }
 
     /// If a probe is due, moves to probing and returns the reason the backend is out.
     pub fn start_probe(&mut self, now: Instant) -> Option<OutReason> {
         match &self.state {
-            BreakerState::Open { reason, retry_at, pause } if *retry_at <= now => {
+            BreakerState::Open {
+                reason,
+                retry_at,
+                pause,
+            } if *retry_at <= now => {
                 let reason = reason.clone();
-                self.state = BreakerState::Probing { reason: reason.clone(), pause: *pause };
+                self.state = BreakerState::Probing {
+                    reason: reason.clone(),
+                    pause: *pause,
+                };
                 Some(reason)
             }
             _ => None,
@@ -154,13 +177,19 @@ impl Breaker {
 
     /// A probe's result. Returns true when the backend is re-admitted.
     pub fn probe_result(&mut self, ok: bool, now: Instant) -> bool {
-        let BreakerState::Probing { reason, pause } = &self.state else { return false };
+        let BreakerState::Probing { reason, pause } = &self.state else {
+            return false;
+        };
         if ok {
             self.state = BreakerState::Closed;
             return true;
         }
         let pause = (*pause * 2).min(self.cfg.max_open);
-        self.state = BreakerState::Open { reason: reason.clone(), retry_at: now + pause, pause };
+        self.state = BreakerState::Open {
+            reason: reason.clone(),
+            retry_at: now + pause,
+            pause,
+        };
         false
     }
 }
@@ -170,7 +199,12 @@ mod tests {
     use super::*;
 
     fn cfg() -> BreakerConfig {
-        BreakerConfig { threshold: 3, connect_threshold: 2, min_open: Duration::from_secs(1), max_open: Duration::from_secs(4) }
+        BreakerConfig {
+            threshold: 3,
+            connect_threshold: 2,
+            min_open: Duration::from_secs(1),
+            max_open: Duration::from_secs(4),
+        }
     }
 
     #[test]
@@ -184,7 +218,14 @@ mod tests {
         assert!(!b.on_failure(&f, "x", t));
         assert!(!b.on_failure(&f, "x", t));
         assert!(b.on_failure(&f, "boom", t));
-        assert_eq!(b.state(), &BreakerState::Open { reason: OutReason::Failing("boom".into()), retry_at: t + Duration::from_secs(1), pause: Duration::from_secs(1) });
+        assert_eq!(
+            b.state(),
+            &BreakerState::Open {
+                reason: OutReason::Failing("boom".into()),
+                retry_at: t + Duration::from_secs(1),
+                pause: Duration::from_secs(1)
+            }
+        );
         assert_eq!(b.ejections(), 1);
     }
 
@@ -196,7 +237,14 @@ mod tests {
         assert!(b.on_failure(&Failure::Connect, "refused", t));
         let mut b = Breaker::new(cfg());
         for _ in 0..10 {
-            assert!(!b.on_failure(&Failure::Overloaded { status: 429, retry_after: None }, "slow down", t));
+            assert!(!b.on_failure(
+                &Failure::Overloaded {
+                    status: 429,
+                    retry_after: None
+                },
+                "slow down",
+                t
+            ));
             assert!(!b.on_failure(&Failure::Rejected { status: 400 }, "bad", t));
         }
         assert!(b.is_closed());
@@ -211,14 +259,19 @@ mod tests {
         let t1 = t + Duration::from_secs(1);
         assert_eq!(b.start_probe(t1), Some(OutReason::Stalled));
         assert!(!b.probe_result(false, t1));
-        assert!(matches!(b.state(), BreakerState::Open { pause, .. } if *pause == Duration::from_secs(2)));
+        assert!(
+            matches!(b.state(), BreakerState::Open { pause, .. } if *pause == Duration::from_secs(2))
+        );
         let t3 = t1 + Duration::from_secs(2);
         b.start_probe(t3).unwrap();
         b.probe_result(false, t3);
         let t7 = t3 + Duration::from_secs(4);
         b.start_probe(t7).unwrap();
         b.probe_result(false, t7);
-        assert!(matches!(b.state(), BreakerState::Open { pause, .. } if *pause == Duration::from_secs(4)), "capped");
+        assert!(
+            matches!(b.state(), BreakerState::Open { pause, .. } if *pause == Duration::from_secs(4)),
+            "capped"
+        );
         let t11 = t7 + Duration::from_secs(4);
         b.start_probe(t11).unwrap();
         assert!(b.probe_result(true, t11));

@@ -66,7 +66,9 @@ impl Default for TimeoutPolicy {
 impl TimeoutPolicy {
     /// The deadline for a task asking for `max_tokens`.
     pub fn for_task(&self, max_tokens: Option<u32>) -> Duration {
-        self.fixed.unwrap_or_else(|| self.base + self.per_token * max_tokens.unwrap_or(self.default_tokens))
+        self.fixed.unwrap_or_else(|| {
+            self.base + self.per_token * max_tokens.unwrap_or(self.default_tokens)
+        })
     }
 
     /// How long a backend may hold requests without producing a token before it counts as stalled.

@@ -27,7 +27,12 @@ const STRAGGLER_FACTOR: f64 = 3.0;
 
 /// Picks up to `slots` attempts to hedge, most promising first. `idle_expected` is the usual
 /// latency of the idle backends; `fleet_expected` stands in for backends with no history.
-pub fn choose(mut candidates: Vec<Candidate>, idle_expected: Duration, fleet_expected: Duration, slots: usize) -> Vec<u64> {
+pub fn choose(
+    mut candidates: Vec<Candidate>,
+    idle_expected: Duration,
+    fleet_expected: Duration,
+    slots: usize,
+) -> Vec<u64> {
     if slots == 0 {
         return Vec::new();
     }
@@ -39,7 +44,8 @@ pub fn choose(mut candidates: Vec<Candidate>, idle_expected: Duration, fleet_exp
             let age = c.age.as_secs_f64();
             let remaining = (expected - age).max(0.0);
             let straggler = age > STRAGGLER_FACTOR * expected.max(idle);
-            (remaining > WIN_FACTOR * idle || straggler).then_some((remaining.max(age - expected), c.attempt))
+            (remaining > WIN_FACTOR * idle || straggler)
+                .then_some((remaining.max(age - expected), c.attempt))
         })
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -51,7 +57,11 @@ mod tests {
     use super::*;
 
     fn c(attempt: u64, age_ms: u64, expected_ms: Option<u64>) -> Candidate {
-        Candidate { attempt, age: Duration::from_millis(age_ms), expected: expected_ms.map(Duration::from_millis) }
+        Candidate {
+            attempt,
+            age: Duration::from_millis(age_ms),
+            expected: expected_ms.map(Duration::from_millis),
+        }
     }
 
     const S: Duration = Duration::from_secs(1);
@@ -59,8 +69,21 @@ mod tests {
     #[test]
     fn slow_backends_tasks_move_to_fast_idle_ones() {
         // Slow backend takes 3 s, the idle ones 1 s: a 0.5 s old request has 2.5 s to go.
-        let picked = choose(vec![c(1, 500, Some(3000)), c(2, 2500, Some(3000)), c(3, 200, Some(1000))], S, S, 10);
-        assert_eq!(picked, vec![1], "only the request with far more than 1.25 s left");
+        let picked = choose(
+            vec![
+                c(1, 500, Some(3000)),
+                c(2, 2500, Some(3000)),
+                c(3, 200, Some(1000)),
+            ],
+            S,
+            S,
+            10,
+        );
+        assert_eq!(
+            picked,
+            vec![1],
+            "only the request with far more than 1.25 s left"
+        );
     }
 
     #[test]
@@ -73,12 +96,24 @@ mod tests {
     fn hung_requests_are_hedged_even_without_history() {
         let picked = choose(vec![c(7, 3500, None), c(8, 500, None)], S, S, 10);
         assert_eq!(picked, vec![7]);
-        assert!(choose(vec![c(7, 3500, None)], S, S, 0).is_empty(), "no idle slot, no hedge");
+        assert!(
+            choose(vec![c(7, 3500, None)], S, S, 0).is_empty(),
+            "no idle slot, no hedge"
+        );
     }
 
     #[test]
     fn most_promising_first_and_capped() {
-        let picked = choose(vec![c(1, 0, Some(2000)), c(2, 0, Some(5000)), c(3, 0, Some(4000))], S, S, 2);
+        let picked = choose(
+            vec![
+                c(1, 0, Some(2000)),
+                c(2, 0, Some(5000)),
+                c(3, 0, Some(4000)),
+            ],
+            S,
+            S,
+            2,
+        );
         assert_eq!(picked, vec![2, 3]);
     }
 }

@@ -21,4 +21,6 @@ pub mod view;
 pub use check::{AnswerCheck, Verdict};
 pub use config::{DispatchConfig, Mode, StreamPolicy, TimeoutPolicy};
 pub use dispatch::{Control, DispatchReport, Dispatcher, Wiring};
-pub use view::{BackendSpec, BackendState, BackendStatus, DispatchEvent, FleetSnapshot, Finished, Outcome};
+pub use view::{
+    BackendSpec, BackendState, BackendStatus, DispatchEvent, Finished, FleetSnapshot, Outcome,
+};

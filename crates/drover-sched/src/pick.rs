@@ -83,7 +83,11 @@ impl AvailSet {
         }
         for k in 1..=n {
             let w = (start_word + k) % n;
-            let word = if w == start_word { self.bits[w] & !(!0u64 << start_bit) } else { self.bits[w] };
+            let word = if w == start_word {
+                self.bits[w] & !(!0u64 << start_bit)
+            } else {
+                self.bits[w]
+            };
             if word != 0 {
                 return Some(w * 64 + word.trailing_zeros() as usize);
             }
@@ -113,7 +117,12 @@ pub fn round_robin(avail: &AvailSet, cursor: &mut usize, avoid: Option<usize>) -
 
 /// Power of two choices: two distinct random candidates, the one with the lower `load(id)`
 /// wins (ties go to the first sampled); `avoid` loses to any other candidate.
-pub fn p2c(avail: &AvailSet, rng: &mut impl rand::Rng, avoid: Option<usize>, load: impl Fn(usize) -> f64) -> Option<usize> {
+pub fn p2c(
+    avail: &AvailSet,
+    rng: &mut impl rand::Rng,
+    avoid: Option<usize>,
+    load: impl Fn(usize) -> f64,
+) -> Option<usize> {
     let a = avail.sample(rng)?;
     if avail.len() == 1 {
         return Some(a);
@@ -126,7 +135,13 @@ pub fn p2c(avail: &AvailSet, rng: &mut impl rand::Rng, avoid: Option<usize>, loa
         }
         b = avail.sample(rng)?;
     }
-    let score = |id: usize| if Some(id) == avoid { f64::INFINITY } else { load(id) };
+    let score = |id: usize| {
+        if Some(id) == avoid {
+            f64::INFINITY
+        } else {
+            load(id)
+        }
+    };
     Some(if score(b) < score(a) { b } else { a })
 }
 
@@ -160,12 +175,18 @@ mod tests {
             s.set(i, true);
         }
         let mut cursor = 0;
-        let picks: Vec<_> = (0..6).map(|_| round_robin(&s, &mut cursor, None).unwrap()).collect();
+        let picks: Vec<_> = (0..6)
+            .map(|_| round_robin(&s, &mut cursor, None).unwrap())
+            .collect();
         assert_eq!(picks, vec![0, 1, 2, 3, 0, 1]);
         assert_eq!(round_robin(&s, &mut cursor, Some(2)), Some(3));
         let mut one = AvailSet::default();
         one.set(7, true);
-        assert_eq!(round_robin(&one, &mut cursor, Some(7)), Some(7), "the only backend is used even if avoided");
+        assert_eq!(
+            round_robin(&one, &mut cursor, Some(7)),
+            Some(7),
+            "the only backend is used even if avoided"
+        );
     }
 
     #[test]
@@ -176,11 +197,18 @@ mod tests {
         }
         let mut rng = SmallRng::seed_from_u64(7);
         let loads = [0.9, 0.1, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9];
-        let hits = (0..2000).filter(|_| p2c(&s, &mut rng, None, |i| loads[i]) == Some(1)).count();
+        let hits = (0..2000)
+            .filter(|_| p2c(&s, &mut rng, None, |i| loads[i]) == Some(1))
+            .count();
         // Backend 1 wins whenever it is one of the two candidates: ~2/8 of the time.
         assert!((400..600).contains(&hits), "{hits}");
-        let never = (0..500).filter(|_| p2c(&s, &mut rng, Some(1), |i| loads[i]) == Some(1)).count();
-        assert!(never < 30, "avoided backend only wins when drawn twice: {never}");
+        let never = (0..500)
+            .filter(|_| p2c(&s, &mut rng, Some(1), |i| loads[i]) == Some(1))
+            .count();
+        assert!(
+            never < 30,
+            "avoided backend only wins when drawn twice: {never}"
+        );
     }
 
     proptest! {

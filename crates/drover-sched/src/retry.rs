@@ -23,7 +23,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { attempts: 5, base: Duration::from_millis(250), cap: Duration::from_secs(20) }
+        RetryPolicy {
+            attempts: 5,
+            base: Duration::from_millis(250),
+            cap: Duration::from_secs(20),
+        }
     }
 }
 
@@ -35,8 +39,17 @@ impl RetryPolicy {
 
     /// How long to wait before attempt `attempts_made + 1`. A server's Retry-After wins (it
     /// knows its own queue), capped so a confused server cannot park a task for hours.
-    pub fn backoff(&self, failure: &Failure, attempts_made: u32, rng: &mut impl rand::Rng) -> Duration {
-        if let Failure::Overloaded { retry_after: Some(ra), .. } = failure {
+    pub fn backoff(
+        &self,
+        failure: &Failure,
+        attempts_made: u32,
+        rng: &mut impl rand::Rng,
+    ) -> Duration {
+        if let Failure::Overloaded {
+            retry_after: Some(ra),
+            ..
+        } = failure
+        {
             return (*ra).min(self.cap.max(Duration::from_secs(60)));
         }
         let exp = attempts_made.saturating_sub(1).min(16);
@@ -63,25 +76,42 @@ mod tests {
 
     #[test]
     fn backoff_grows_is_jittered_and_capped() {
-        let p = RetryPolicy { attempts: 20, base: Duration::from_millis(100), cap: Duration::from_secs(2) };
+        let p = RetryPolicy {
+            attempts: 20,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(2),
+        };
         let mut rng = SmallRng::seed_from_u64(3);
         for attempt in 1..15 {
-            let ceiling = Duration::from_millis(100 * (1 << (attempt - 1).min(16))).min(Duration::from_secs(2));
+            let ceiling = Duration::from_millis(100 * (1 << (attempt - 1).min(16)))
+                .min(Duration::from_secs(2));
             for _ in 0..50 {
                 assert!(p.backoff(&Failure::Reset, attempt, &mut rng) <= ceiling);
             }
         }
-        let mean: f64 = (0..1000).map(|_| p.backoff(&Failure::Reset, 10, &mut rng).as_secs_f64()).sum::<f64>() / 1000.0;
-        assert!((0.85..1.15).contains(&mean), "full jitter averages half the cap: {mean}");
+        let mean: f64 = (0..1000)
+            .map(|_| p.backoff(&Failure::Reset, 10, &mut rng).as_secs_f64())
+            .sum::<f64>()
+            / 1000.0;
+        assert!(
+            (0.85..1.15).contains(&mean),
+            "full jitter averages half the cap: {mean}"
+        );
     }
 
     #[test]
     fn retry_after_wins() {
         let p = RetryPolicy::default();
         let mut rng = SmallRng::seed_from_u64(3);
-        let f = Failure::Overloaded { status: 429, retry_after: Some(Duration::from_secs(3)) };
+        let f = Failure::Overloaded {
+            status: 429,
+            retry_after: Some(Duration::from_secs(3)),
+        };
         assert_eq!(p.backoff(&f, 1, &mut rng), Duration::from_secs(3));
-        let f = Failure::Overloaded { status: 429, retry_after: Some(Duration::from_secs(9999)) };
+        let f = Failure::Overloaded {
+            status: 429,
+            retry_after: Some(Duration::from_secs(9999)),
+        };
         assert_eq!(p.backoff(&f, 1, &mut rng), Duration::from_secs(60));
     }
 }

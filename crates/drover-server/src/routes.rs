@@ -98,7 +98,9 @@ pub(crate) fn build(engine: Arc<dyn Engine>, options: ServerOptions) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
-    let mut root = Router::new().route("/health", get(health)).route("/version", get(version));
+    let mut root = Router::new()
+        .route("/health", get(health))
+        .route("/version", get(version));
     if state.options.metrics {
         root = root.route("/metrics", get(metrics_text));
     }

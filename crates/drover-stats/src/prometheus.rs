@@ -17,8 +17,9 @@ use crate::record::{RunStats, SampleBackend};
 
 /// Upper bounds of the duration histograms, seconds. LLM calls span milliseconds (a cached
 /// short answer) to minutes (long generations on a saturated server).
-pub const DURATION_BUCKETS: &[f64] =
-    &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0];
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0,
+];
 
 /// What the statistics do not hold: the dispatcher's live view.
 #[derive(Debug, Clone, Default)]
@@ -44,33 +45,89 @@ pub fn render(stats: &RunStats, live: &LiveFleet) -> String {
     let mut out = Out(String::with_capacity(4096));
 
     out.family("drover_build_info", "gauge", "drover's version (always 1).");
-    out.sample("drover_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
-    out.family("drover_run_elapsed_seconds", "gauge", "Seconds since the run started.");
+    out.sample(
+        "drover_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
+    out.family(
+        "drover_run_elapsed_seconds",
+        "gauge",
+        "Seconds since the run started.",
+    );
     out.sample("drover_run_elapsed_seconds", &[], live.elapsed_seconds);
 
-    out.family("drover_tasks_total", "counter", "Tasks finished (a record written), by status.");
+    out.family(
+        "drover_tasks_total",
+        "counter",
+        "Tasks finished (a record written), by status.",
+    );
     out.sample("drover_tasks_total", &[("status", "ok")], stats.ok as f64);
-    out.sample("drover_tasks_total", &[("status", "failed")], stats.failed as f64);
-    out.family("drover_tasks_failed_total", "counter", "Failed tasks by error code (the code in the output record).");
+    out.sample(
+        "drover_tasks_total",
+        &[("status", "failed")],
+        stats.failed as f64,
+    );
+    out.family(
+        "drover_tasks_failed_total",
+        "counter",
+        "Failed tasks by error code (the code in the output record).",
+    );
     for (code, n) in &stats.errors {
         out.sample("drover_tasks_failed_total", &[("code", code)], *n as f64);
     }
-    out.family("drover_tasks_expected", "gauge", "Tasks in the input (0 when unknown, e.g. stdin).");
+    out.family(
+        "drover_tasks_expected",
+        "gauge",
+        "Tasks in the input (0 when unknown, e.g. stdin).",
+    );
     out.sample("drover_tasks_expected", &[], live.tasks_expected as f64);
-    out.family("drover_tasks_queued", "gauge", "Tasks read but not sent yet (waiting for a slot or a retry).");
+    out.family(
+        "drover_tasks_queued",
+        "gauge",
+        "Tasks read but not sent yet (waiting for a slot or a retry).",
+    );
     out.sample("drover_tasks_queued", &[], live.queued as f64);
-    out.family("drover_in_flight", "gauge", "Requests in flight, all backends.");
+    out.family(
+        "drover_in_flight",
+        "gauge",
+        "Requests in flight, all backends.",
+    );
     out.sample("drover_in_flight", &[], live.in_flight as f64);
-    out.family("drover_retries_total", "counter", "Retries scheduled (transient failures, ejections).");
+    out.family(
+        "drover_retries_total",
+        "counter",
+        "Retries scheduled (transient failures, ejections).",
+    );
     out.sample("drover_retries_total", &[], live.retries as f64);
     out.family("drover_hedges_total", "counter", "Tail hedges sent.");
     out.sample("drover_hedges_total", &[], live.hedges as f64);
-    out.family("drover_hedge_wins_total", "counter", "Answers that came from a hedge.");
+    out.family(
+        "drover_hedge_wins_total",
+        "counter",
+        "Answers that came from a hedge.",
+    );
     out.sample("drover_hedge_wins_total", &[], stats.hedge_wins as f64);
-    out.family("drover_prompt_tokens_total", "counter", "Prompt tokens of answered tasks.");
-    out.sample("drover_prompt_tokens_total", &[], stats.prompt_tokens as f64);
-    out.family("drover_output_tokens_total", "counter", "Generated tokens of answered tasks.");
-    out.sample("drover_output_tokens_total", &[], stats.completion_tokens as f64);
+    out.family(
+        "drover_prompt_tokens_total",
+        "counter",
+        "Prompt tokens of answered tasks.",
+    );
+    out.sample(
+        "drover_prompt_tokens_total",
+        &[],
+        stats.prompt_tokens as f64,
+    );
+    out.family(
+        "drover_output_tokens_total",
+        "counter",
+        "Generated tokens of answered tasks.",
+    );
+    out.sample(
+        "drover_output_tokens_total",
+        &[],
+        stats.completion_tokens as f64,
+    );
 
     // Per backend: the fleet view knows every backend, the statistics only those that finished
     // a task; take the union by index.
@@ -83,33 +140,81 @@ pub fn render(stats: &RunStats, live: &LiveFleet) -> String {
             .or_else(|| stats.backends.get(i).map(|b| b.label.as_str()))
             .unwrap_or("")
     };
-    out.family("drover_backend_up", "gauge", "1 while the backend takes work, 0 while ejected, probed, draining or removed.");
+    out.family(
+        "drover_backend_up",
+        "gauge",
+        "1 while the backend takes work, 0 while ejected, probed, draining or removed.",
+    );
     for (i, b) in live.backends.iter().enumerate() {
-        out.sample("drover_backend_up", &[("backend", label(i)), ("state", b.state)], f64::from(u8::from(b.state == "up")));
+        out.sample(
+            "drover_backend_up",
+            &[("backend", label(i)), ("state", b.state)],
+            f64::from(u8::from(b.state == "up")),
+        );
     }
-    out.family("drover_backend_in_flight", "gauge", "drover's requests in flight to the backend.");
+    out.family(
+        "drover_backend_in_flight",
+        "gauge",
+        "drover's requests in flight to the backend.",
+    );
     for (i, b) in live.backends.iter().enumerate() {
-        out.sample("drover_backend_in_flight", &[("backend", label(i))], b.in_flight as f64);
+        out.sample(
+            "drover_backend_in_flight",
+            &[("backend", label(i))],
+            b.in_flight as f64,
+        );
     }
-    out.family("drover_backend_limit", "gauge", "The backend's concurrency limit (adaptive mode; absent without one).");
+    out.family(
+        "drover_backend_limit",
+        "gauge",
+        "The backend's concurrency limit (adaptive mode; absent without one).",
+    );
     for (i, b) in live.backends.iter().enumerate() {
         if let Some(l) = b.limit {
             out.sample("drover_backend_limit", &[("backend", label(i))], l as f64);
         }
     }
-    out.family("drover_backend_ejections_total", "counter", "Times the backend was taken out of rotation.");
+    out.family(
+        "drover_backend_ejections_total",
+        "counter",
+        "Times the backend was taken out of rotation.",
+    );
     for (i, b) in live.backends.iter().enumerate() {
-        out.sample("drover_backend_ejections_total", &[("backend", label(i))], b.ejections as f64);
+        out.sample(
+            "drover_backend_ejections_total",
+            &[("backend", label(i))],
+            b.ejections as f64,
+        );
     }
-    out.family("drover_backend_tasks_total", "counter", "Tasks whose final attempt went to the backend, by status.");
+    out.family(
+        "drover_backend_tasks_total",
+        "counter",
+        "Tasks whose final attempt went to the backend, by status.",
+    );
     for (i, b) in stats.backends.iter().enumerate() {
-        out.sample("drover_backend_tasks_total", &[("backend", label(i)), ("status", "ok")], b.ok as f64);
-        out.sample("drover_backend_tasks_total", &[("backend", label(i)), ("status", "failed")], b.failed as f64);
+        out.sample(
+            "drover_backend_tasks_total",
+            &[("backend", label(i)), ("status", "ok")],
+            b.ok as f64,
+        );
+        out.sample(
+            "drover_backend_tasks_total",
+            &[("backend", label(i)), ("status", "failed")],
+            b.failed as f64,
+        );
     }
-    out.family("drover_backend_output_tokens_total", "counter", "Generated tokens of tasks the backend answered.");
+    out.family(
+        "drover_backend_output_tokens_total",
+        "counter",
+        "Generated tokens of tasks the backend answered.",
+    );
     for i in 0..n {
         let tokens = stats.backends.get(i).map_or(0, |b| b.completion_tokens);
-        out.sample("drover_backend_output_tokens_total", &[("backend", label(i))], tokens as f64);
+        out.sample(
+            "drover_backend_output_tokens_total",
+            &[("backend", label(i))],
+            tokens as f64,
+        );
     }
     out.family(
         "drover_request_duration_seconds",
@@ -171,11 +276,27 @@ impl Out {
         let bucket = format!("{name}_bucket");
         for (le, c) in DURATION_BUCKETS.iter().zip(&counts) {
             cumulative += c;
-            self.sample(&bucket, &[("backend", backend), ("le", &fmt_value(*le))], cumulative as f64);
+            self.sample(
+                &bucket,
+                &[("backend", backend), ("le", &fmt_value(*le))],
+                cumulative as f64,
+            );
         }
-        self.sample(&bucket, &[("backend", backend), ("le", "+Inf")], h.len() as f64);
-        self.sample(&format!("{name}_sum"), &[("backend", backend)], sum_us / 1e6);
-        self.sample(&format!("{name}_count"), &[("backend", backend)], h.len() as f64);
+        self.sample(
+            &bucket,
+            &[("backend", backend), ("le", "+Inf")],
+            h.len() as f64,
+        );
+        self.sample(
+            &format!("{name}_sum"),
+            &[("backend", backend)],
+            sum_us / 1e6,
+        );
+        self.sample(
+            &format!("{name}_count"),
+            &[("backend", backend)],
+            h.len() as f64,
+        );
     }
 }
 
@@ -199,7 +320,11 @@ fn fmt_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else {
@@ -225,7 +350,10 @@ mod tests {
                     error: None,
                     latency: Some(Duration::from_millis(*ms)),
                     ttft: (i == 0).then(|| Duration::from_millis(5)),
-                    usage: Usage { prompt_tokens: 3, completion_tokens: 10 },
+                    usage: Usage {
+                        prompt_tokens: 3,
+                        completion_tokens: 10,
+                    },
                     attempts: 1,
                     hedged: false,
                 },
@@ -258,7 +386,11 @@ mod tests {
             engine: None,
         };
         LiveFleet {
-            backends: vec![b("h\"0:80", 3, Some(8)), b("h\"1:80", 0, None), b("late:1", 0, None)],
+            backends: vec![
+                b("h\"0:80", 3, Some(8)),
+                b("h\"1:80", 0, None),
+                b("late:1", 0, None),
+            ],
             in_flight: 3,
             queued: 7,
             retries: 2,
@@ -269,7 +401,10 @@ mod tests {
     }
 
     fn value(text: &str, line_start: &str) -> f64 {
-        let line = text.lines().find(|l| l.starts_with(line_start)).unwrap_or_else(|| panic!("no {line_start} in\n{text}"));
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(line_start))
+            .unwrap_or_else(|| panic!("no {line_start} in\n{text}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     }
 
@@ -278,12 +413,36 @@ mod tests {
         let text = render(&stats(), &live());
         assert_eq!(value(&text, "drover_tasks_total{status=\"ok\"}"), 4.0);
         assert_eq!(value(&text, "drover_tasks_total{status=\"failed\"}"), 1.0);
-        assert_eq!(value(&text, "drover_tasks_failed_total{code=\"timeout\"}"), 1.0);
-        assert_eq!(value(&text, "drover_backend_in_flight{backend=\"h\\\"0:80\"}"), 3.0);
-        assert_eq!(value(&text, "drover_backend_limit{backend=\"h\\\"0:80\"}"), 8.0);
-        assert!(!text.contains("drover_backend_limit{backend=\"h\\\"1:80\"}"), "no limit, no sample");
-        assert_eq!(value(&text, "drover_backend_output_tokens_total{backend=\"late:1\"}"), 0.0);
-        assert_eq!(value(&text, "drover_backend_output_tokens_total{backend=\"h\\\"1:80\"}"), 20.0);
+        assert_eq!(
+            value(&text, "drover_tasks_failed_total{code=\"timeout\"}"),
+            1.0
+        );
+        assert_eq!(
+            value(&text, "drover_backend_in_flight{backend=\"h\\\"0:80\"}"),
+            3.0
+        );
+        assert_eq!(
+            value(&text, "drover_backend_limit{backend=\"h\\\"0:80\"}"),
+            8.0
+        );
+        assert!(
+            !text.contains("drover_backend_limit{backend=\"h\\\"1:80\"}"),
+            "no limit, no sample"
+        );
+        assert_eq!(
+            value(
+                &text,
+                "drover_backend_output_tokens_total{backend=\"late:1\"}"
+            ),
+            0.0
+        );
+        assert_eq!(
+            value(
+                &text,
+                "drover_backend_output_tokens_total{backend=\"h\\\"1:80\"}"
+            ),
+            20.0
+        );
         assert_eq!(value(&text, "drover_retries_total "), 2.0);
         assert_eq!(value(&text, "drover_tasks_queued "), 7.0);
         // Every sample line belongs to a family declared before it.
@@ -293,8 +452,14 @@ mod tests {
                 declared.insert(rest.split(' ').next().unwrap().to_string());
             } else if !line.starts_with('#') {
                 let name = line.split(['{', ' ']).next().unwrap();
-                let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).filter(|f| declared.contains(*f));
-                assert!(declared.contains(name) || family.is_some(), "undeclared {name}");
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .filter(|f| declared.contains(*f));
+                assert!(
+                    declared.contains(name) || family.is_some(),
+                    "undeclared {name}"
+                );
             }
         }
     }
@@ -309,10 +474,25 @@ mod tests {
         assert_eq!(value(&text, &format!("{b0}\"0.25\"}}")), 1.0);
         assert_eq!(value(&text, &format!("{b0}\"0.5\"}}")), 2.0);
         assert_eq!(value(&text, &format!("{b0}\"+Inf\"}}")), 2.0);
-        assert_eq!(value(&text, "drover_request_duration_seconds_count{backend=\"h\\\"0:80\"}"), 2.0);
-        let sum = value(&text, "drover_request_duration_seconds_sum{backend=\"h\\\"0:80\"}");
+        assert_eq!(
+            value(
+                &text,
+                "drover_request_duration_seconds_count{backend=\"h\\\"0:80\"}"
+            ),
+            2.0
+        );
+        let sum = value(
+            &text,
+            "drover_request_duration_seconds_sum{backend=\"h\\\"0:80\"}",
+        );
         assert!((sum - 0.32).abs() < 0.001, "{sum}");
-        assert_eq!(value(&text, "drover_time_to_first_token_seconds_count{backend=\"h\\\"0:80\"}"), 1.0);
+        assert_eq!(
+            value(
+                &text,
+                "drover_time_to_first_token_seconds_count{backend=\"h\\\"0:80\"}"
+            ),
+            1.0
+        );
         assert!(!text.contains("drover_time_to_first_token_seconds_count{backend=\"h\\\"1:80\"}"));
     }
 
@@ -321,10 +501,16 @@ mod tests {
     #[test]
     fn dashboard_and_docs_name_only_metrics_that_exist() {
         let text = render(&stats(), &live());
-        let families: std::collections::BTreeSet<&str> =
-            text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap()).collect();
+        let families: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
         let known = |name: &str| {
-            families.contains(name) || ["_bucket", "_sum", "_count"].iter().any(|s| name.strip_suffix(s).is_some_and(|f| families.contains(f)))
+            families.contains(name)
+                || ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| name.strip_suffix(s).is_some_and(|f| families.contains(f)))
         };
         fn exprs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
             match v {
@@ -340,20 +526,29 @@ mod tests {
                 _ => {}
             }
         }
-        let dashboard: serde_json::Value = serde_json::from_str(include_str!("../../../docs/grafana-dashboard.json")).unwrap();
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../../docs/grafana-dashboard.json")).unwrap();
         let mut found = Vec::new();
         exprs(&dashboard, &mut found);
         let mut used = std::collections::BTreeSet::new();
         for e in &found {
             // Grafana fills these in before the query reaches Prometheus.
-            let query = e.replace("$__rate_interval", "1m").replace("$instance", ".*");
+            let query = e
+                .replace("$__rate_interval", "1m")
+                .replace("$instance", ".*");
             if let Err(why) = promql_parser::parser::parse(&query) {
                 panic!("the dashboard's query is not PromQL: {e}: {why}");
             }
             let mut rest = *e;
             while let Some(i) = rest.find("drover_") {
-                let name: String = rest[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-                assert!(known(&name), "the dashboard queries {name}, which drover does not export: {e}");
+                let name: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    known(&name),
+                    "the dashboard queries {name}, which drover does not export: {e}"
+                );
                 used.insert(name.clone());
                 rest = &rest[i + name.len()..];
             }
@@ -361,7 +556,10 @@ mod tests {
         assert!(used.len() >= 12, "{used:?}");
         let docs = include_str!("../../../docs/observe.md");
         for f in &families {
-            assert!(docs.contains(&format!("`{f}`")), "docs/observe.md does not describe {f}");
+            assert!(
+                docs.contains(&format!("`{f}`")),
+                "docs/observe.md does not describe {f}"
+            );
         }
     }
 

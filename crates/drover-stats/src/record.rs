@@ -210,7 +210,13 @@ impl RunStats {
                 }
             }
         }
-        self.series.record_outcome(now, series_backend, r.error.map(|c| c.as_str()), r.usage.completion_tokens, r.latency);
+        self.series.record_outcome(
+            now,
+            series_backend,
+            r.error.map(|c| c.as_str()),
+            r.usage.completion_tokens,
+            r.latency,
+        );
     }
 
     /// Takes in a fleet sample (limits, in-flight), once a second or so.
@@ -249,7 +255,10 @@ mod tests {
             error,
             latency: Some(Duration::from_millis(ms)),
             ttft: None,
-            usage: Usage { prompt_tokens: 10, completion_tokens: tokens },
+            usage: Usage {
+                prompt_tokens: 10,
+                completion_tokens: tokens,
+            },
             attempts: 1,
             hedged: false,
         }

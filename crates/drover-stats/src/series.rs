@@ -83,7 +83,10 @@ impl Row {
 
     /// Failures of one code in the bucket.
     pub fn errors_of(&self, code: &str) -> u32 {
-        self.error_codes.iter().find(|(c, _)| *c == code).map_or(0, |(_, n)| *n)
+        self.error_codes
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map_or(0, |(_, n)| *n)
     }
 
     /// Adds another bucket's figures to this one (neighbours merged into a wider bucket).
@@ -93,7 +96,8 @@ impl Row {
         self.tokens += o.tokens;
         self.latency_sum += o.latency_sum;
         if self.backends.len() < o.backends.len() {
-            self.backends.resize_with(o.backends.len(), BackendRow::default);
+            self.backends
+                .resize_with(o.backends.len(), BackendRow::default);
         }
         for (a, b) in self.backends.iter_mut().zip(&o.backends) {
             a.merge(b);
@@ -122,7 +126,11 @@ pub struct Series {
 impl Series {
     /// An empty series starting at `started`.
     pub fn new(started: Instant) -> Series {
-        Series { started, width: Duration::from_secs(1), rows: Vec::new() }
+        Series {
+            started,
+            width: Duration::from_secs(1),
+            rows: Vec::new(),
+        }
     }
 
     /// Bucket width now.
@@ -136,7 +144,8 @@ impl Series {
     }
 
     fn row(&mut self, now: Instant) -> &mut Row {
-        let mut i = (now.saturating_duration_since(self.started).as_secs_f64() / self.width.as_secs_f64()) as usize;
+        let mut i = (now.saturating_duration_since(self.started).as_secs_f64()
+            / self.width.as_secs_f64()) as usize;
         while i >= MAX_ROWS {
             self.halve();
             i /= 2;
@@ -160,7 +169,14 @@ impl Series {
     }
 
     /// Counts one finished task.
-    pub fn record(&mut self, now: Instant, backend: Option<usize>, ok: bool, tokens: u64, latency: Option<Duration>) {
+    pub fn record(
+        &mut self,
+        now: Instant,
+        backend: Option<usize>,
+        ok: bool,
+        tokens: u64,
+        latency: Option<Duration>,
+    ) {
         self.count(now, backend, ok, tokens, latency);
     }
 
@@ -180,7 +196,14 @@ impl Series {
         }
     }
 
-    fn count(&mut self, now: Instant, backend: Option<usize>, ok: bool, tokens: u64, latency: Option<Duration>) -> &mut Row {
+    fn count(
+        &mut self,
+        now: Instant,
+        backend: Option<usize>,
+        ok: bool,
+        tokens: u64,
+        latency: Option<Duration>,
+    ) -> &mut Row {
         let row = self.row(now);
         if ok {
             row.completions += 1;
@@ -209,7 +232,8 @@ impl Series {
     pub fn sample(&mut self, now: Instant, s: &FleetSample) {
         let row = self.row(now);
         if row.backends.len() < s.backends.len() {
-            row.backends.resize_with(s.backends.len(), BackendRow::default);
+            row.backends
+                .resize_with(s.backends.len(), BackendRow::default);
         }
         for (br, sb) in row.backends.iter_mut().zip(&s.backends) {
             br.in_flight_sum += sb.in_flight as f32;
@@ -230,7 +254,13 @@ mod tests {
     fn buckets_and_bounded_growth() {
         let t0 = Instant::now();
         let mut s = Series::new(t0);
-        s.record(t0 + Duration::from_millis(500), Some(1), true, 10, Some(Duration::from_secs(1)));
+        s.record(
+            t0 + Duration::from_millis(500),
+            Some(1),
+            true,
+            10,
+            Some(Duration::from_secs(1)),
+        );
         s.record(t0 + Duration::from_millis(1500), Some(0), false, 0, None);
         assert_eq!(s.rows().len(), 2);
         assert_eq!(s.rows()[0].backends[1].tokens, 10);
@@ -250,15 +280,46 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Series::new(t0);
         s.record_outcome(t0, Some(0), Some("timeout"), 0, None);
-        s.record_outcome(t0 + Duration::from_secs(1), Some(0), Some("timeout"), 0, None);
-        s.record_outcome(t0 + Duration::from_secs(1), Some(1), Some("server_error"), 0, None);
-        s.record_outcome(t0 + Duration::from_secs(1), Some(1), None, 4, Some(Duration::from_millis(500)));
+        s.record_outcome(
+            t0 + Duration::from_secs(1),
+            Some(0),
+            Some("timeout"),
+            0,
+            None,
+        );
+        s.record_outcome(
+            t0 + Duration::from_secs(1),
+            Some(1),
+            Some("server_error"),
+            0,
+            None,
+        );
+        s.record_outcome(
+            t0 + Duration::from_secs(1),
+            Some(1),
+            None,
+            4,
+            Some(Duration::from_millis(500)),
+        );
         assert_eq!(s.rows()[1].errors_of("timeout"), 1);
         assert_eq!(s.rows()[1].backends[1].mean_latency(), Some(0.5));
         // Push the run past MAX_ROWS so the first two buckets merge into one.
-        s.record_outcome(t0 + Duration::from_secs(MAX_ROWS as u64), None, None, 0, None);
+        s.record_outcome(
+            t0 + Duration::from_secs(MAX_ROWS as u64),
+            None,
+            None,
+            0,
+            None,
+        );
         let r = &s.rows()[0];
-        assert_eq!((r.errors_of("timeout"), r.errors_of("server_error"), r.errors), (2, 1, 3));
+        assert_eq!(
+            (
+                r.errors_of("timeout"),
+                r.errors_of("server_error"),
+                r.errors
+            ),
+            (2, 1, 3)
+        );
         assert_eq!(r.backends[1].mean_latency(), Some(0.5));
     }
 }

@@ -184,7 +184,11 @@ impl Summary {
                 engine: b.engine.map(str::to_string),
                 succeeded: b.ok,
                 failed: b.failed,
-                share: if answered > 0 { b.ok as f64 / answered as f64 } else { 0.0 },
+                share: if answered > 0 {
+                    b.ok as f64 / answered as f64
+                } else {
+                    0.0
+                },
                 output_tokens: b.completion_tokens,
                 output_tokens_per_s: b.completion_tokens as f64 / wall,
                 latency_ms: Percentiles::of(&b.latency_us),
@@ -192,7 +196,11 @@ impl Summary {
                 errors: b.errors.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
                 ejections: b.ejections,
                 final_limit: b.last_limit.map(|l| l as u64),
-                mean_in_flight: if b.in_flight_samples > 0 { b.in_flight_sum as f64 / b.in_flight_samples as f64 } else { 0.0 },
+                mean_in_flight: if b.in_flight_samples > 0 {
+                    b.in_flight_sum as f64 / b.in_flight_samples as f64
+                } else {
+                    0.0
+                },
             })
             .collect();
         Summary {
@@ -202,7 +210,9 @@ impl Summary {
             model: info.model.clone(),
             input: info.input.clone(),
             output: info.output.clone(),
-            started_at: info.started_at.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+            started_at: info
+                .started_at
+                .map(|t| humantime::format_rfc3339_millis(t).to_string()),
             wall_seconds: info.wall.as_secs_f64(),
             interrupted: info.interrupted,
             tasks: Tasks {
@@ -212,7 +222,11 @@ impl Summary {
                 skipped_done: info.skipped_done,
                 unfinished: info.unfinished,
             },
-            errors: stats.errors.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            errors: stats
+                .errors
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
             prompt_tokens: stats.prompt_tokens,
             output_tokens: stats.completion_tokens,
             throughput: Throughput {
@@ -237,14 +251,22 @@ impl Summary {
             "done: {} ok, {} failed{} in {} — {:.1} tasks/s, {:.0} output tok/s, {:.0} prompt tok/s",
             t.succeeded,
             t.failed,
-            if t.skipped_done > 0 { format!(" ({} already done)", t.skipped_done) } else { String::new() },
+            if t.skipped_done > 0 {
+                format!(" ({} already done)", t.skipped_done)
+            } else {
+                String::new()
+            },
             fmt_secs(self.wall_seconds),
             self.throughput.tasks_per_s,
             self.throughput.output_tokens_per_s,
             self.throughput.prompt_tokens_per_s,
         );
         if !self.errors.is_empty() {
-            let list: Vec<String> = self.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let list: Vec<String> = self
+                .errors
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
             let _ = writeln!(s, "errors: {}", list.join(", "));
         }
         if self.retries > 0 || self.hedges > 0 {
@@ -258,14 +280,32 @@ impl Summary {
         let _ = writeln!(
             s,
             "{:<24} {:>8} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>6}",
-            "backend", "tasks", "share", "out tok/s", "p50 ms", "p90 ms", "p99 ms", "ttft p50", "in flight", "limit", "failed"
+            "backend",
+            "tasks",
+            "share",
+            "out tok/s",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "ttft p50",
+            "in flight",
+            "limit",
+            "failed"
         );
         for b in &self.backends {
-            let p = |f: fn(&Percentiles) -> f64| b.latency_ms.as_ref().map_or("-".into(), |l| format!("{:.0}", f(l)));
+            let p = |f: fn(&Percentiles) -> f64| {
+                b.latency_ms
+                    .as_ref()
+                    .map_or("-".into(), |l| format!("{:.0}", f(l)))
+            };
             let errors: u64 = b.errors.values().sum();
             let mut notes: Vec<String> = b.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
             if b.ejections > 0 {
-                notes.push(format!("{} ejection{}", b.ejections, if b.ejections == 1 { "" } else { "s" }));
+                notes.push(format!(
+                    "{} ejection{}",
+                    b.ejections,
+                    if b.ejections == 1 { "" } else { "s" }
+                ));
             }
             let _ = writeln!(
                 s,
@@ -277,11 +317,17 @@ impl Summary {
                 p(|l| l.p50),
                 p(|l| l.p90),
                 p(|l| l.p99),
-                b.ttft_ms.as_ref().map_or("-".into(), |l| format!("{:.0}", l.p50)),
+                b.ttft_ms
+                    .as_ref()
+                    .map_or("-".into(), |l| format!("{:.0}", l.p50)),
                 b.mean_in_flight,
                 b.final_limit.map_or("-".into(), |l| l.to_string()),
                 errors,
-                if notes.is_empty() { String::new() } else { format!("  ({})", notes.join(", ")) },
+                if notes.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({})", notes.join(", "))
+                },
             );
         }
         s
@@ -289,7 +335,11 @@ impl Summary {
 }
 
 fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n { s.to_string() } else { format!("{}…", s.chars().take(n - 1).collect::<String>()) }
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
 }
 
 /// `12.3s`, `4m05s`, `1h02m`.
@@ -299,7 +349,11 @@ pub fn fmt_secs(secs: f64) -> String {
     } else if secs < 3600.0 {
         format!("{}m{:02}s", (secs / 60.0) as u64, (secs % 60.0) as u64)
     } else {
-        format!("{}h{:02}m", (secs / 3600.0) as u64, ((secs % 3600.0) / 60.0) as u64)
+        format!(
+            "{}h{:02}m",
+            (secs / 3600.0) as u64,
+            ((secs % 3600.0) / 60.0) as u64
+        )
     }
 }
 
@@ -321,7 +375,10 @@ mod tests {
                     error: (i == 3).then_some(ErrorCode::Timeout),
                     latency: Some(Duration::from_millis(100 + i * 10)),
                     ttft: Some(Duration::from_millis(5)),
-                    usage: Usage { prompt_tokens: 20, completion_tokens: 30 },
+                    usage: Usage {
+                        prompt_tokens: 20,
+                        completion_tokens: 30,
+                    },
                     attempts: 1,
                     hedged: false,
                 },
@@ -352,9 +409,16 @@ mod tests {
         assert!(text.contains("9 ok, 1 failed"), "{text}");
         assert!(text.contains("127.0.0.1:8001"), "{text}");
         // The backend that failed a task says with which code.
-        let line = text.lines().find(|l| l.starts_with("127.0.0.1:8001")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("127.0.0.1:8001"))
+            .unwrap();
         assert!(line.ends_with("(timeout 1)"), "{line}");
-        assert!(text.lines().any(|l| l.contains("in flight") && l.contains("limit") && l.contains("ttft p50")), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.contains("in flight") && l.contains("limit") && l.contains("ttft p50")),
+            "{text}"
+        );
     }
 
     #[test]
@@ -363,7 +427,10 @@ mod tests {
         let schema: serde_json::Value = serde_json::from_str(schema_text).unwrap();
         let validator = jsonschema::validator_for(&schema).unwrap();
         let value = serde_json::to_value(sample()).unwrap();
-        let errors: Vec<String> = validator.iter_errors(&value).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
         assert!(errors.is_empty(), "{errors:#?}");
         // The schema is strict: an undocumented field fails it.
         let mut extra = value.clone();

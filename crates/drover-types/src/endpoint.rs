@@ -63,9 +63,18 @@ mod tests {
 
     #[test]
     fn parses_urls_with_and_without_v1() {
-        assert_eq!(Endpoint::from_url("/v1/chat/completions").unwrap(), Endpoint::ChatCompletions);
-        assert_eq!(Endpoint::from_url("/completions").unwrap(), Endpoint::Completions);
-        assert_eq!(Endpoint::from_url("/v1/embeddings/").unwrap(), Endpoint::Embeddings);
+        assert_eq!(
+            Endpoint::from_url("/v1/chat/completions").unwrap(),
+            Endpoint::ChatCompletions
+        );
+        assert_eq!(
+            Endpoint::from_url("/completions").unwrap(),
+            Endpoint::Completions
+        );
+        assert_eq!(
+            Endpoint::from_url("/v1/embeddings/").unwrap(),
+            Endpoint::Embeddings
+        );
         let err = Endpoint::from_url("/v1/responses").unwrap_err();
         assert!(err.to_string().contains("/v1/responses"));
     }

@@ -60,15 +60,25 @@ impl Failure {
     pub fn blames_backend(&self) -> bool {
         matches!(
             self,
-            Failure::Connect | Failure::Reset | Failure::Timeout | Failure::Server { .. } | Failure::Garbage
+            Failure::Connect
+                | Failure::Reset
+                | Failure::Timeout
+                | Failure::Server { .. }
+                | Failure::Garbage
         )
     }
 
     /// Maps an HTTP error status to its class.
     pub fn from_status(status: u16, retry_after: Option<Duration>) -> Failure {
         match status {
-            429 => Failure::Overloaded { status, retry_after },
-            503 if retry_after.is_some() => Failure::Overloaded { status, retry_after },
+            429 => Failure::Overloaded {
+                status,
+                retry_after,
+            },
+            503 if retry_after.is_some() => Failure::Overloaded {
+                status,
+                retry_after,
+            },
             500..=599 => Failure::Server { status },
             // 408 Request Timeout is the server giving up on us: try again.
             408 => Failure::Timeout,
@@ -116,8 +126,14 @@ mod tests {
         assert!(Failure::from_status(500, None).is_transient());
         assert!(Failure::from_status(502, None).is_transient());
         assert!(Failure::from_status(429, None).is_transient());
-        assert!(matches!(Failure::from_status(503, Some(Duration::from_secs(1))), Failure::Overloaded { .. }));
-        assert!(matches!(Failure::from_status(503, None), Failure::Server { status: 503 }));
+        assert!(matches!(
+            Failure::from_status(503, Some(Duration::from_secs(1))),
+            Failure::Overloaded { .. }
+        ));
+        assert!(matches!(
+            Failure::from_status(503, None),
+            Failure::Server { status: 503 }
+        ));
         assert!(!Failure::from_status(400, None).is_transient());
         assert!(!Failure::from_status(422, None).is_transient());
         assert!(!Failure::from_status(404, None).is_transient());
@@ -126,7 +142,13 @@ mod tests {
 
     #[test]
     fn overload_does_not_blame_the_backend() {
-        assert!(!Failure::Overloaded { status: 429, retry_after: None }.blames_backend());
+        assert!(
+            !Failure::Overloaded {
+                status: 429,
+                retry_after: None
+            }
+            .blames_backend()
+        );
         assert!(!Failure::Rejected { status: 400 }.blames_backend());
         assert!(Failure::Reset.blames_backend());
     }

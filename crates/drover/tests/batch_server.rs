@@ -2,9 +2,9 @@
 //! port 0): the official `openai` client through the whole Batch API flow; kill -9 mid-batch and
 //! restart, exactly once; two batches sharing the fleet.
 
-mod common;
 #[path = "common/batch_proc.rs"]
 mod batch_proc;
+mod common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,8 +18,13 @@ use serde_json::Value;
 
 /// The project venv's Python with the `openai` client, or a failure saying how to get it.
 fn python() -> PathBuf {
-    let candidate = std::env::var_os("DROVER_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo().join(".venv/bin/python"));
-    let ok = Command::new(&candidate).args(["-c", "import openai"]).status().is_ok_and(|s| s.success());
+    let candidate = std::env::var_os("DROVER_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin/python"));
+    let ok = Command::new(&candidate)
+        .args(["-c", "import openai"])
+        .status()
+        .is_ok_and(|s| s.success());
     assert!(
         ok,
         "{} cannot import openai: run `scripts/setup.sh --test` (or point DROVER_PYTHON at a Python that has openai==3.57.0)",
@@ -30,7 +35,9 @@ fn python() -> PathBuf {
 
 /// Output lines of a JSONL text.
 fn lines(text: &str) -> Vec<Value> {
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad result line {l:?}: {e}"))).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad result line {l:?}: {e}")))
+        .collect()
 }
 
 /// The result lines of a finished batch: output file then error file.
@@ -49,10 +56,17 @@ fn fleet_metrics(api: &Api, fleet: &SimFleet) -> (f64, f64) {
     let (mut done, mut busy) = (0.0, 0.0);
     for url in fleet.fleet.as_ref().unwrap().urls() {
         for line in api.get_text(&format!("{url}/metrics")).lines() {
-            let value = || line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            let value = || {
+                line.rsplit(' ')
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
             if line.starts_with("vllm:request_success_total{") {
                 done += value();
-            } else if line.starts_with("vllm:num_requests_running{") || line.starts_with("vllm:num_requests_waiting{") {
+            } else if line.starts_with("vllm:num_requests_running{")
+                || line.starts_with("vllm:num_requests_waiting{")
+            {
                 busy += value();
             }
         }
@@ -69,7 +83,11 @@ fn official_openai_client_runs_the_whole_flow() {
     let fleet = SimFleet::start(2, config);
     let dir = tempfile::tempdir().unwrap();
     // A small per-backend limit keeps most of the large batch unsent when it is cancelled.
-    let server = batch_proc::start(&fleet.backends(), dir.path(), &["--api-key", "sk-e2e-key", "--max-per-backend", "64"]);
+    let server = batch_proc::start(
+        &fleet.backends(),
+        dir.path(),
+        &["--api-key", "sk-e2e-key", "--max-per-backend", "64"],
+    );
     let mut child = Command::new(python)
         .arg(repo().join("tests/py/batch_openai.py"))
         .args([server.url.as_str(), "sk-e2e-key"])
@@ -92,7 +110,10 @@ fn official_openai_client_runs_the_whole_flow() {
         String::from_utf8_lossy(&out.stderr),
         server.stderr()
     );
-    assert!(out.status.success(), "tests/py/batch_openai.py failed\n{report}");
+    assert!(
+        out.status.success(),
+        "tests/py/batch_openai.py failed\n{report}"
+    );
     assert!(report.contains("all checks passed"), "{report}");
     eprint!("{}", String::from_utf8_lossy(&out.stdout));
     let status = server.terminate(Duration::from_secs(30));
@@ -113,8 +134,16 @@ fn kill_9_mid_batch_then_restart_completes_exactly_once() {
     let id = batch["id"].as_str().unwrap().to_string();
 
     // Kill while it is well under way but not done.
-    let running = api.wait(&id, Duration::from_secs(120), |_| {}, |b| is_terminal(b) || counts(b).1 >= (N as u64) * 2 / 5);
-    assert_eq!(running["status"], "in_progress", "the batch must still run when it is killed: {running}");
+    let running = api.wait(
+        &id,
+        Duration::from_secs(120),
+        |_| {},
+        |b| is_terminal(b) || counts(b).1 >= (N as u64) * 2 / 5,
+    );
+    assert_eq!(
+        running["status"], "in_progress",
+        "the batch must still run when it is killed: {running}"
+    );
     server.kill9();
     let done_at_kill = counts(&running).1;
 
@@ -122,7 +151,10 @@ fn kill_9_mid_batch_then_restart_completes_exactly_once() {
     let journal = dir.path().join("batches").join(&id).join("results.jsonl");
     let text = std::fs::read(&journal).unwrap();
     let journaled = text.iter().filter(|&&b| b == b'\n').count();
-    assert!(journaled as u64 >= done_at_kill, "{journaled} lines in the journal, {done_at_kill} reported before the kill");
+    assert!(
+        journaled as u64 >= done_at_kill,
+        "{journaled} lines in the journal, {done_at_kill} reported before the kill"
+    );
     assert!(journaled < N, "the kill must land mid-batch");
 
     // Let the fleet finish (or drop) what the killed server had sent, then count from there.
@@ -132,37 +164,58 @@ fn kill_9_mid_batch_then_restart_completes_exactly_once() {
         if busy == 0.0 {
             break done;
         }
-        assert!(Instant::now() < settle, "the fleet never drained after the kill");
+        assert!(
+            Instant::now() < settle,
+            "the fleet never drained after the kill"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
 
     let server = batch_proc::start(&fleet.backends(), dir.path(), &[]);
     let api = Api::new(&server.url, None);
     let done = api.wait(&id, Duration::from_secs(180), |_| {}, is_terminal);
-    assert_eq!(done["status"], "completed", "{done}\nserver stderr:\n{}", server.stderr());
+    assert_eq!(
+        done["status"],
+        "completed",
+        "{done}\nserver stderr:\n{}",
+        server.stderr()
+    );
     assert_eq!(counts(&done), (N as u64, N as u64, 0), "{done}");
 
     let results = results(&api, &done);
     let mut seen: HashMap<String, usize> = HashMap::new();
     for r in &results {
         assert!(r["error"].is_null(), "{r}");
-        *seen.entry(r["custom_id"].as_str().unwrap().to_string()).or_default() += 1;
+        *seen
+            .entry(r["custom_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
     }
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "custom_ids with more than one line: {twice:?}");
-    let missing: Vec<String> = (0..N).map(|i| format!("k{i}")).filter(|k| !seen.contains_key(k)).collect();
+    assert!(
+        twice.is_empty(),
+        "custom_ids with more than one line: {twice:?}"
+    );
+    let missing: Vec<String> = (0..N)
+        .map(|i| format!("k{i}"))
+        .filter(|k| !seen.contains_key(k))
+        .collect();
     assert!(missing.is_empty(), "custom_ids without a line: {missing:?}");
     assert_eq!(results.len(), N);
 
     let (after, _) = fleet_metrics(&api, &fleet);
     let sent_after = (after - before) as usize;
-    eprintln!("killed at {done_at_kill} reported, {journaled} journaled; the restart sent {sent_after} of {N}");
+    eprintln!(
+        "killed at {done_at_kill} reported, {journaled} journaled; the restart sent {sent_after} of {N}"
+    );
     assert!(
         sent_after <= N - journaled,
         "the restart sent {sent_after} requests; only the {} lines without a result needed sending",
         N - journaled
     );
-    assert!(!journal.exists(), "the journal is removed once the output and error files hold every line");
+    assert!(
+        !journal.exists(),
+        "the journal is removed once the output and error files hold every line"
+    );
     assert_eq!(server.terminate(Duration::from_secs(30)).code(), Some(0));
 }
 
@@ -195,31 +248,45 @@ fn two_batches_share_the_fleet() {
     let deadline = Instant::now() + Duration::from_secs(180);
     let done = loop {
         let (a, b) = (api.batch(&ids[0]), api.batch(&ids[1]));
-        let progressing = |x: &Value| x["status"] == "in_progress" && counts(x).1 > 0 && counts(x).1 < N as u64;
+        let progressing =
+            |x: &Value| x["status"] == "in_progress" && counts(x).1 > 0 && counts(x).1 < N as u64;
         together |= progressing(&a) && progressing(&b);
         if is_terminal(&a) && is_terminal(&b) {
             break [a, b];
         }
-        assert!(Instant::now() < deadline, "batches did not finish: {a}\n{b}");
+        assert!(
+            Instant::now() < deadline,
+            "batches did not finish: {a}\n{b}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     for b in &done {
         assert_eq!(b["status"], "completed", "{b}");
         assert_eq!(counts(b), (N as u64, N as u64, 0), "{b}");
     }
-    assert!(together, "the two batches were never seen progressing at the same time");
+    assert!(
+        together,
+        "the two batches were never seen progressing at the same time"
+    );
 
     // Completion timelines from the result lines: when one batch finished, the other was well on.
     let times: Vec<Vec<u64>> = done
         .iter()
         .map(|b| {
-            let mut t: Vec<u64> = results(&api, b).iter().map(|r| r["drover"]["finished_at"].as_u64().unwrap()).collect();
+            let mut t: Vec<u64> = results(&api, b)
+                .iter()
+                .map(|r| r["drover"]["finished_at"].as_u64().unwrap())
+                .collect();
             t.sort_unstable();
             assert_eq!(t.len(), N);
             t
         })
         .collect();
-    let (first, other) = if times[0][N - 1] <= times[1][N - 1] { (&times[0], &times[1]) } else { (&times[1], &times[0]) };
+    let (first, other) = if times[0][N - 1] <= times[1][N - 1] {
+        (&times[0], &times[1])
+    } else {
+        (&times[1], &times[0])
+    };
     let first_end = first[N - 1];
     let other_then = other.iter().filter(|&&t| t <= first_end).count();
     eprintln!("when the first batch finished, the other had {other_then} of {N} results");

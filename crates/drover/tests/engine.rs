@@ -21,13 +21,20 @@ fn repo() -> PathBuf {
 
 /// `DROVER_MODEL`, else the cached default model, else a failure that says how to get it.
 fn model() -> PathBuf {
-    let path = std::env::var_os("DROVER_MODEL").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("DROVER_CACHE_DIR")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("drover")))
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/drover"));
-        cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
+    let path = std::env::var_os("DROVER_MODEL")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("DROVER_CACHE_DIR")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("drover"))
+                })
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/drover")
+                });
+            cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
     assert!(
         path.is_file(),
         "the engine tests need the model at {}: run `scripts/setup.sh --test` (or set DROVER_MODEL)",
@@ -38,8 +45,9 @@ fn model() -> PathBuf {
 
 /// The project venv's Python with the test peers, or a failure saying how to get it.
 fn python() -> PathBuf {
-    let candidate =
-        std::env::var_os("DROVER_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo().join(".venv/bin/python"));
+    let candidate = std::env::var_os("DROVER_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin/python"));
     let ok = Command::new(&candidate)
         .args(["-c", "import openai, jsonschema"])
         .status()
@@ -68,11 +76,23 @@ struct Serve {
 
 impl Serve {
     fn start(extra: &[&str]) -> Serve {
-        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         // One llama.cpp thread: ggml's spinning barriers collapse when its threads outnumber the
         // free cores, which on a shared CI machine they often do (docs/engine.md).
         let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
-            .args(["serve", "--port", "0", "--ctx", &CTX.to_string(), "--parallel", "8", "--threads", "1"])
+            .args([
+                "serve",
+                "--port",
+                "0",
+                "--ctx",
+                &CTX.to_string(),
+                "--parallel",
+                "8",
+                "--threads",
+                "1",
+            ])
             .args(extra)
             .env("DROVER_MODEL", model())
             .env_remove("DROVER_API_KEY")
@@ -94,17 +114,33 @@ impl Serve {
             let _ = child.stderr.take().unwrap().read_to_string(&mut err);
             panic!("drover serve printed no ready line within 60 s; stderr:\n{err}");
         };
-        let rest = line.strip_prefix("drover serve: listening on ").unwrap_or_else(|| panic!("unexpected line {line:?}"));
+        let rest = line
+            .strip_prefix("drover serve: listening on ")
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"));
         let (url, details) = rest.split_once(' ').expect("url and details");
-        assert!(details.starts_with("(model SmolLM2-135M-Instruct.Q4_1, parallel 8, ctx 512)"), "{line:?}");
+        assert!(
+            details.starts_with("(model SmolLM2-135M-Instruct.Q4_1, parallel 8, ctx 512)"),
+            "{line:?}"
+        );
         let addr = url.strip_prefix("http://").expect("http URL").to_owned();
-        Serve { child, _turn: turn, url: url.to_owned(), addr }
+        Serve {
+            child,
+            _turn: turn,
+            url: url.to_owned(),
+            addr,
+        }
     }
 
     /// SIGTERM, then the exit status (the server must stop by itself).
     fn terminate(mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill runs")
+                .success()
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -124,10 +160,21 @@ impl Drop for Serve {
 }
 
 /// One HTTP/1.1 exchange on a fresh connection; returns (status, body).
-fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     if !body.is_empty() {
         request += "Content-Type: application/json\r\n";
     }
@@ -140,8 +187,14 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &s
     let mut response = Vec::new();
     stream.read_to_end(&mut response).expect("read");
     let response = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or_else(|| panic!("not HTTP: {response:?}"));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status line: {head}"));
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not HTTP: {response:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line: {head}"));
     (status, body.to_owned())
 }
 
@@ -166,13 +219,30 @@ fn official_openai_client_against_drover_serve() {
         .env("DROVER_ENGINE_CTX", CTX.to_string())
         .output()
         .expect("python runs");
-    let report = format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let report = format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "engine_openai.py failed\n{report}");
-    for check in ["chat answer", "streamed answer", "json_schema answer", "prompt over the context", "8 concurrent"] {
-        assert!(report.contains(&format!("ok: {check}")), "missing check {check:?}\n{report}");
+    for check in [
+        "chat answer",
+        "streamed answer",
+        "json_schema answer",
+        "prompt over the context",
+        "8 concurrent",
+    ] {
+        assert!(
+            report.contains(&format!("ok: {check}")),
+            "missing check {check:?}\n{report}"
+        );
     }
     let status = serve.terminate();
-    assert_eq!(status.code(), Some(0), "SIGTERM must stop drover serve cleanly");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM must stop drover serve cleanly"
+    );
 }
 
 #[test]
@@ -180,7 +250,10 @@ fn eight_concurrent_requests_decode_in_shared_batches() {
     let serve = Serve::start(&[]);
     let models = http(&serve.addr, "GET", "/v1/models", &[], "").1;
     let model: serde_json::Value = serde_json::from_str(&models).expect("models JSON");
-    let model = model["data"][0]["id"].as_str().expect("model id").to_owned();
+    let model = model["data"][0]["id"]
+        .as_str()
+        .expect("model id")
+        .to_owned();
     assert_eq!(running(&serve.addr), Some(0));
 
     // Poll the running gauge while the requests are in flight.
@@ -197,7 +270,9 @@ fn eight_concurrent_requests_decode_in_shared_batches() {
             }
         })
     };
-    let topics = ["the sea", "a cat", "the moon", "autumn", "a city", "a forest", "the wind", "a river"];
+    let topics = [
+        "the sea", "a cat", "the moon", "autumn", "a city", "a forest", "the wind", "a river",
+    ];
     let answers: Vec<(String, String)> = std::thread::scope(|scope| {
         let handles: Vec<_> = topics
             .iter()
@@ -220,7 +295,10 @@ fn eight_concurrent_requests_decode_in_shared_batches() {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("request thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("request thread"))
+            .collect()
     });
     done.store(true, Ordering::SeqCst);
     poller.join().unwrap();
@@ -230,15 +308,32 @@ fn eight_concurrent_requests_decode_in_shared_batches() {
     // 8 requests of 32 tokens each take hundreds of decode steps if served one at a time; the
     // gauge shows them sharing the running batch instead.
     let peak = peak.load(Ordering::SeqCst);
-    assert!(peak > 1, "never saw more than {peak} request running at once");
-    assert_eq!(running(&serve.addr), Some(0), "all sequences are freed afterwards");
+    assert!(
+        peak > 1,
+        "never saw more than {peak} request running at once"
+    );
+    assert_eq!(
+        running(&serve.addr),
+        Some(0),
+        "all sequences are freed afterwards"
+    );
 }
 
 #[test]
 fn api_key_guards_the_v1_routes() {
     let serve = Serve::start(&["--api-key", "sesame"]);
     assert_eq!(http(&serve.addr, "GET", "/v1/models", &[], "").0, 401);
-    assert_eq!(http(&serve.addr, "GET", "/v1/models", &[("Authorization", "Bearer sesame")], "").0, 200);
+    assert_eq!(
+        http(
+            &serve.addr,
+            "GET",
+            "/v1/models",
+            &[("Authorization", "Bearer sesame")],
+            ""
+        )
+        .0,
+        200
+    );
     assert_eq!(http(&serve.addr, "GET", "/health", &[], "").0, 200);
 }
 
@@ -248,7 +343,10 @@ fn loading_errors_name_the_path_and_the_fix() {
     let missing = dir.path().join("missing.gguf");
     let not_gguf = dir.path().join("notes.gguf");
     std::fs::write(&not_gguf, "just text").unwrap();
-    for (path, needle) in [(&missing, "cannot read model file"), (&not_gguf, "is not a GGUF model file")] {
+    for (path, needle) in [
+        (&missing, "cannot read model file"),
+        (&not_gguf, "is not a GGUF model file"),
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_drover"))
             .args(["serve", "--port", "0", "--model"])
             .arg(path)
@@ -257,7 +355,10 @@ fn loading_errors_name_the_path_and_the_fix() {
             .expect("drover runs");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
-        assert!(stderr.contains(needle) && stderr.contains(&path.display().to_string()), "{stderr}");
+        assert!(
+            stderr.contains(needle) && stderr.contains(&path.display().to_string()),
+            "{stderr}"
+        );
     }
     // No --model, no DROVER_MODEL and an empty cache: the message names the fetch script.
     let out = Command::new(env!("CARGO_BIN_EXE_drover"))

@@ -9,7 +9,9 @@ use common::fleet::{SimFleet, slow_preset};
 use common::{code, drover, read_output, run_for, stderr, write_lines};
 
 fn tasks(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!(r#"{{"id":"m{i}","prompt":"member test {i}","max_tokens":32}}"#)).collect()
+    (0..n)
+        .map(|i| format!(r#"{{"id":"m{i}","prompt":"member test {i}","max_tokens":32}}"#))
+        .collect()
 }
 
 #[test]
@@ -24,7 +26,14 @@ fn backends_file_changes_add_and_drain_backends() {
     let mut child = drover()
         .arg("run")
         .arg(&input)
-        .args(["-o", out.to_str().unwrap(), "--backends-file", list.to_str().unwrap(), "--summary", dir.path().join("s.json").to_str().unwrap()])
+        .args([
+            "-o",
+            out.to_str().unwrap(),
+            "--backends-file",
+            list.to_str().unwrap(),
+            "--summary",
+            dir.path().join("s.json").to_str().unwrap(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -38,7 +47,10 @@ fn backends_file_changes_add_and_drain_backends() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "job did not finish");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "job did not finish"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut err = String::new();
@@ -50,12 +62,25 @@ fn backends_file_changes_add_and_drain_backends() {
     assert!(err.contains(&format!("backend {a_label} left")), "{err}");
     let lines = read_output(&out);
     assert_eq!(lines.len(), 3000);
-    let mut ids: Vec<&str> = lines.iter().map(|l| l["custom_id"].as_str().unwrap()).collect();
+    let mut ids: Vec<&str> = lines
+        .iter()
+        .map(|l| l["custom_id"].as_str().unwrap())
+        .collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 3000, "exactly once");
-    let served_by = |label: &str| lines.iter().filter(|l| l["drover"]["backend"] == label).count();
-    assert!(served_by(&a_label) > 0 && served_by(&b_label) > 0, "both served: {} / {}", served_by(&a_label), served_by(&b_label));
+    let served_by = |label: &str| {
+        lines
+            .iter()
+            .filter(|l| l["drover"]["backend"] == label)
+            .count()
+    };
+    assert!(
+        served_by(&a_label) > 0 && served_by(&b_label) > 0,
+        "both served: {} / {}",
+        served_by(&a_label),
+        served_by(&b_label)
+    );
 }
 
 #[test]
@@ -64,7 +89,13 @@ fn dns_names_resolve_to_backends() {
     let port = fleet.backends().rsplit(':').next().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let input = write_lines(dir.path(), "t.jsonl", &tasks(50));
-    let o = run_for(drover().arg("run").arg(&input).args(["-b", &format!("dns://localhost:{port}"), "-q"]), Duration::from_secs(60));
+    let o = run_for(
+        drover()
+            .arg("run")
+            .arg(&input)
+            .args(["-b", &format!("dns://localhost:{port}"), "-q"]),
+        Duration::from_secs(60),
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(read_output(&dir.path().join("t.results.jsonl")).len(), 50);
 }

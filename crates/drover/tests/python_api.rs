@@ -32,13 +32,21 @@ const SEED_VARS: [&str; 9] = [
 ];
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// The project venv's Python with maturin and pandas, or a failure saying how to get it.
 fn python() -> PathBuf {
-    let candidate = std::env::var_os("DROVER_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo().join(".venv/bin/python"));
-    let ok = Command::new(&candidate).args(["-c", "import maturin, pandas"]).status().is_ok_and(|s| s.success());
+    let candidate = std::env::var_os("DROVER_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin/python"));
+    let ok = Command::new(&candidate)
+        .args(["-c", "import maturin, pandas"])
+        .status()
+        .is_ok_and(|s| s.success());
     assert!(
         ok,
         "{} cannot import maturin and pandas: run `scripts/setup.sh --test` (or point DROVER_PYTHON at a Python that has them)",
@@ -50,17 +58,28 @@ fn python() -> PathBuf {
 /// A value of Python's `sysconfig.get_path(name)`.
 fn sysconfig_path(python: &Path, name: &str) -> PathBuf {
     let out = Command::new(python)
-        .args(["-c", &format!("import sysconfig; print(sysconfig.get_path({name:?}))")])
+        .args([
+            "-c",
+            &format!("import sysconfig; print(sysconfig.get_path({name:?}))"),
+        ])
         .output()
         .expect("python runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 /// Runs a command to completion within `limit`, output captured; panics with it otherwise.
 fn run_within(cmd: &mut Command, limit: Duration, what: &str) -> Output {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
     // Drain both pipes while waiting, so a chatty child never blocks on a full pipe.
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
@@ -88,18 +107,30 @@ fn run_within(cmd: &mut Command, limit: Duration, what: &str) -> Output {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    Output { status, stdout: out_reader.join().unwrap(), stderr: err_reader.join().unwrap() }
+    Output {
+        status,
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+    }
 }
 
 fn report(out: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Builds the wheel with `scripts/build-wheel.sh` into `dist`; returns its path.
 fn build_wheel(python: &Path, dist: &Path) -> PathBuf {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_drover"));
     // <target>/<profile>/drover → <target>/python-wheel: maturin's own cargo build, kept warm.
-    let target = bin.parent().and_then(Path::parent).expect("target folder").join("python-wheel");
+    let target = bin
+        .parent()
+        .and_then(Path::parent)
+        .expect("target folder")
+        .join("python-wheel");
     let maturin = sysconfig_path(python, "scripts").join("maturin");
     let started = Instant::now();
     let mut cmd = Command::new("bash");
@@ -110,13 +141,26 @@ fn build_wheel(python: &Path, dist: &Path) -> PathBuf {
         .env("DROVER_WHEEL_OUT", dist)
         .env("CARGO_TARGET_DIR", &target)
         .env_remove("DROVER_WHEEL_FEATURES");
-    let out = run_within(&mut cmd, Duration::from_secs(30 * 60), "scripts/build-wheel.sh");
-    assert!(out.status.success(), "scripts/build-wheel.sh failed\n{}", report(&out));
+    let out = run_within(
+        &mut cmd,
+        Duration::from_secs(30 * 60),
+        "scripts/build-wheel.sh",
+    );
+    assert!(
+        out.status.success(),
+        "scripts/build-wheel.sh failed\n{}",
+        report(&out)
+    );
     let wheel = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    assert!(wheel.is_file(), "scripts/build-wheel.sh printed {wheel:?}, not a wheel\n{}", report(&out));
+    assert!(
+        wheel.is_file(),
+        "scripts/build-wheel.sh printed {wheel:?}, not a wheel\n{}",
+        report(&out)
+    );
     let name = wheel.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
-        name.starts_with(&format!("drover-{}-py3-none-", env!("CARGO_PKG_VERSION"))) && name.ends_with(".whl"),
+        name.starts_with(&format!("drover-{}-py3-none-", env!("CARGO_PKG_VERSION")))
+            && name.ends_with(".whl"),
         "unexpected wheel name {name}"
     );
     eprintln!("python_api: built {name} in {:.0?}", started.elapsed());
@@ -126,19 +170,48 @@ fn build_wheel(python: &Path, dist: &Path) -> PathBuf {
 /// A fresh virtual environment with the wheel installed; returns its Python.
 fn install_into_fresh_venv(python: &Path, wheel: &Path, dir: &Path) -> PathBuf {
     let venv = dir.join("venv");
-    let out = run_within(Command::new(python).args(["-m", "venv"]).arg(&venv), Duration::from_secs(120), "python -m venv");
-    assert!(out.status.success(), "python -m venv failed\n{}", report(&out));
+    let out = run_within(
+        Command::new(python).args(["-m", "venv"]).arg(&venv),
+        Duration::from_secs(120),
+        "python -m venv",
+    );
+    assert!(
+        out.status.success(),
+        "python -m venv failed\n{}",
+        report(&out)
+    );
     let vpython = venv.join("bin/python");
     let out = run_within(
-        Command::new(&vpython).args(["-m", "pip", "install", "--no-index", "--disable-pip-version-check", "-q"]).arg(wheel),
+        Command::new(&vpython)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--no-index",
+                "--disable-pip-version-check",
+                "-q",
+            ])
+            .arg(wheel),
         Duration::from_secs(300),
         "pip install WHEEL",
     );
-    assert!(out.status.success(), "pip install {} failed\n{}", wheel.display(), report(&out));
-    assert!(venv.join("bin/drover").is_file(), "the wheel installed no bin/drover");
+    assert!(
+        out.status.success(),
+        "pip install {} failed\n{}",
+        wheel.display(),
+        report(&out)
+    );
+    assert!(
+        venv.join("bin/drover").is_file(),
+        "the wheel installed no bin/drover"
+    );
     // Test peers (pandas) from the project venv, after the fresh venv's own packages.
     let purelib = sysconfig_path(&vpython, "purelib");
-    std::fs::write(purelib.join("zz_drover_test_peers.pth"), format!("{}\n", sysconfig_path(python, "purelib").display())).unwrap();
+    std::fs::write(
+        purelib.join("zz_drover_test_peers.pth"),
+        format!("{}\n", sysconfig_path(python, "purelib").display()),
+    )
+    .unwrap();
     vpython
 }
 
@@ -163,10 +236,15 @@ impl Sim {
         let mut urls = Vec::new();
         while urls.len() < instances {
             let line = lines.next().and_then(Result::ok).unwrap_or_else(|| {
-                panic!("drover sim {args:?} stopped before its banner: {}", std::fs::read_to_string(&log).unwrap_or_default())
+                panic!(
+                    "drover sim {args:?} stopped before its banner: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
             });
             let prefix = format!("drover sim: instance {} listening on ", urls.len());
-            let rest = line.strip_prefix(&prefix).unwrap_or_else(|| panic!("unexpected banner line {line:?}"));
+            let rest = line
+                .strip_prefix(&prefix)
+                .unwrap_or_else(|| panic!("unexpected banner line {line:?}"));
             urls.push(rest.split(' ').next().unwrap().to_string());
         }
         Sim { child, urls, log }
@@ -179,7 +257,11 @@ impl Sim {
             Ok(Some(s)) => format!("exited: {s}"),
             Err(e) => format!("unknown: {e}"),
         };
-        format!("{} ({status}):\n{}", self.urls.join(","), std::fs::read_to_string(&self.log).unwrap_or_default())
+        format!(
+            "{} ({status}):\n{}",
+            self.urls.join(","),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        )
     }
 }
 
@@ -197,9 +279,22 @@ fn wheel_installs_and_python_api_runs_resumable_jobs() {
     let wheel = build_wheel(&python, &tmp.path().join("dist"));
     let vpython = install_into_fresh_venv(&python, &wheel, tmp.path());
 
-    let mut fast = Sim::start(&["--ports", "0,0", "--preset", "instant"], 2, tmp.path().join("sim-fast.log"));
+    let mut fast = Sim::start(
+        &["--ports", "0,0", "--preset", "instant"],
+        2,
+        tmp.path().join("sim-fast.log"),
+    );
     let mut slow = Sim::start(
-        &["--ports", "0,0", "--preset", "llama-3.1-8b-h100", "--time-scale", "2", "--max-num-seqs", "16"],
+        &[
+            "--ports",
+            "0,0",
+            "--preset",
+            "llama-3.1-8b-h100",
+            "--time-scale",
+            "2",
+            "--max-num-seqs",
+            "16",
+        ],
         2,
         tmp.path().join("sim-slow.log"),
     );
@@ -235,7 +330,18 @@ fn wheel_installs_and_python_api_runs_resumable_jobs() {
     let started = Instant::now();
     let out = run_within(&mut cmd, Duration::from_secs(300), "tests/py/api_wheel.py");
     let text = report(&out);
-    eprintln!("python_api: tests/py/api_wheel.py ran in {:.0?}\n{text}", started.elapsed());
-    assert!(out.status.success(), "tests/py/api_wheel.py failed\n{text}\nsims: {}\n{}", fast.state(), slow.state());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("python api: all checks passed"), "{text}");
+    eprintln!(
+        "python_api: tests/py/api_wheel.py ran in {:.0?}\n{text}",
+        started.elapsed()
+    );
+    assert!(
+        out.status.success(),
+        "tests/py/api_wheel.py failed\n{text}\nsims: {}\n{}",
+        fast.state(),
+        slow.state()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("python api: all checks passed"),
+        "{text}"
+    );
 }

@@ -15,7 +15,13 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 fn tasks(n: usize, max_tokens: u32) -> Vec<String> {
-    (0..n).map(|i| format!(r#"{{"id":"task-{i}","prompt":"question number {i}","max_tokens":{max_tokens}}}"#)).collect()
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"id":"task-{i}","prompt":"question number {i}","max_tokens":{max_tokens}}}"#
+            )
+        })
+        .collect()
 }
 
 /// Each custom_id → how many lines it has, and whether all of them are successes.
@@ -23,7 +29,9 @@ fn tally(out: &[Value]) -> (HashMap<String, usize>, usize) {
     let mut seen = HashMap::new();
     let mut failed = 0;
     for l in out {
-        *seen.entry(l["custom_id"].as_str().unwrap().to_string()).or_insert(0) += 1;
+        *seen
+            .entry(l["custom_id"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
         if !l["error"].is_null() {
             failed += 1;
         }
@@ -33,7 +41,11 @@ fn tally(out: &[Value]) -> (HashMap<String, usize>, usize) {
 
 fn assert_exactly_once(out: &[Value], n: usize) {
     let (seen, failed) = tally(out);
-    let dup: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).map(|(k, c)| format!("{k}×{c}")).collect();
+    let dup: Vec<_> = seen
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(k, c)| format!("{k}×{c}"))
+        .collect();
     assert!(dup.is_empty(), "duplicated: {dup:?}");
     assert_eq!(seen.len(), n, "every task has a line");
     assert_eq!(failed, 0, "all successful");
@@ -43,7 +55,10 @@ fn assert_exactly_once(out: &[Value], n: usize) {
 }
 
 fn spawn(cmd: &mut std::process::Command) -> Child {
-    cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn drover")
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn drover")
 }
 
 fn wait_for(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
@@ -75,7 +90,13 @@ fn sigkill_at_random_moments_then_resume_is_exactly_once() {
         rng ^= rng << 17;
         let after = Duration::from_millis(250 + rng % 600);
         let mut cmd = drover();
-        cmd.arg("run").arg(&input).args(["-o", out.to_str().unwrap(), "-b", &fleet.backends(), "-q"]);
+        cmd.arg("run").arg(&input).args([
+            "-o",
+            out.to_str().unwrap(),
+            "-b",
+            &fleet.backends(),
+            "-q",
+        ]);
         if round > 0 {
             cmd.arg("--resume");
         }
@@ -87,8 +108,21 @@ fn sigkill_at_random_moments_then_resume_is_exactly_once() {
         }
         let _ = child.wait();
     }
-    assert!(killed_mid_job >= 15, "the kills must land mid-job (only {killed_mid_job} did): make the job longer");
-    let o = run_for(drover().arg("run").arg(&input).args(["-o", out.to_str().unwrap(), "-b", &fleet.backends(), "--resume", "-q"]), Duration::from_secs(120));
+    assert!(
+        killed_mid_job >= 15,
+        "the kills must land mid-job (only {killed_mid_job} did): make the job longer"
+    );
+    let o = run_for(
+        drover().arg("run").arg(&input).args([
+            "-o",
+            out.to_str().unwrap(),
+            "-b",
+            &fleet.backends(),
+            "--resume",
+            "-q",
+        ]),
+        Duration::from_secs(120),
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_exactly_once(&read_output(&out), 5000);
 }
@@ -129,8 +163,17 @@ fn faulty_fleet_with_a_killed_instance_loses_nothing() {
     assert_eq!(status.code(), Some(0), "{err}");
     assert_exactly_once(&read_output(&out), 1500);
     let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
-    assert!(s["retries"].as_u64().unwrap() > 100, "faults were met and retried: {}", s["retries"]);
-    let ejections: u64 = s["backends"].as_array().unwrap().iter().map(|b| b["ejections"].as_u64().unwrap()).sum();
+    assert!(
+        s["retries"].as_u64().unwrap() > 100,
+        "faults were met and retried: {}",
+        s["retries"]
+    );
+    let ejections: u64 = s["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["ejections"].as_u64().unwrap())
+        .sum();
     assert!(ejections >= 1, "the killed instance was ejected");
 }
 
@@ -141,7 +184,12 @@ fn whole_fleet_down_for_20s_then_back() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_lines(dir.path(), "t.jsonl", &tasks(3000, 32));
     let out = dir.path().join("out.jsonl");
-    let mut child = spawn(drover().arg("run").arg(&input).args(["-o", out.to_str().unwrap(), "-b", &fleet.backends()]));
+    let mut child = spawn(drover().arg("run").arg(&input).args([
+        "-o",
+        out.to_str().unwrap(),
+        "-b",
+        &fleet.backends(),
+    ]));
     std::thread::sleep(Duration::from_millis(800));
     fleet.kill(0);
     fleet.kill(1);
@@ -154,7 +202,10 @@ fn whole_fleet_down_for_20s_then_back() {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(down_at.elapsed() >= Duration::from_secs(20));
-    assert!(err.contains("every backend is down"), "the wait is announced: {err}");
+    assert!(
+        err.contains("every backend is down"),
+        "the wait is announced: {err}"
+    );
     assert!(err.contains("dispatch resumes"), "{err}");
     assert_exactly_once(&read_output(&out), 3000);
 }
@@ -166,7 +217,14 @@ fn max_wait_fails_the_rest_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_lines(dir.path(), "t.jsonl", &tasks(4000, 64));
     let out = dir.path().join("out.jsonl");
-    let mut child = spawn(drover().arg("run").arg(&input).args(["-o", out.to_str().unwrap(), "-b", &fleet.backends(), "--max-wait", "2s"]));
+    let mut child = spawn(drover().arg("run").arg(&input).args([
+        "-o",
+        out.to_str().unwrap(),
+        "-b",
+        &fleet.backends(),
+        "--max-wait",
+        "2s",
+    ]));
     std::thread::sleep(Duration::from_millis(700));
     fleet.kill(0);
     let status = wait_for(&mut child, Duration::from_secs(60));
@@ -176,10 +234,22 @@ fn max_wait_fails_the_rest_cleanly() {
     assert_eq!(seen.len(), 4000, "every task has a line");
     assert!(seen.values().all(|c| *c == 1));
     assert!(failed > 0);
-    let no_backend = lines.iter().filter(|l| l["error"]["code"] == "no_backend").count();
+    let no_backend = lines
+        .iter()
+        .filter(|l| l["error"]["code"] == "no_backend")
+        .count();
     assert!(no_backend > 0);
-    let msg = lines.iter().find(|l| l["error"]["code"] == "no_backend").unwrap()["error"]["message"].as_str().unwrap().to_string();
-    assert!(msg.contains("--max-wait") && msg.contains("--retry-failed"), "{msg}");
+    let msg = lines
+        .iter()
+        .find(|l| l["error"]["code"] == "no_backend")
+        .unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("--max-wait") && msg.contains("--retry-failed"),
+        "{msg}"
+    );
 }
 
 /// A corpus of malformed lines mixed with good ones.
@@ -207,7 +277,8 @@ fn malformed_corpus_gets_a_record_per_bad_line() {
     for (k, b) in bad.iter().enumerate() {
         for _ in 0..3 {
             line += 1;
-            bytes.extend(format!("{{\"id\":\"good-{line}\",\"prompt\":\"fine {line}\"}}\n").bytes());
+            bytes
+                .extend(format!("{{\"id\":\"good-{line}\",\"prompt\":\"fine {line}\"}}\n").bytes());
             good += 1;
         }
         bytes.extend(b"\n   \n");
@@ -221,31 +292,77 @@ fn malformed_corpus_gets_a_record_per_bad_line() {
     std::fs::write(&input, &bytes).unwrap();
     let out = dir.path().join("out.jsonl");
     let o = run_for(
-        drover().arg("run").arg(&input).args(["-o", out.to_str().unwrap(), "-b", &fleet.backends(), "--max-line-bytes", "4096", "-q"]),
+        drover().arg("run").arg(&input).args([
+            "-o",
+            out.to_str().unwrap(),
+            "-b",
+            &fleet.backends(),
+            "--max-line-bytes",
+            "4096",
+            "-q",
+        ]),
         Duration::from_secs(60),
     );
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     let lines = read_output(&out);
-    assert_eq!(lines.len(), good + bad.len(), "one record per non-empty line");
+    assert_eq!(
+        lines.len(),
+        good + bad.len(),
+        "one record per non-empty line"
+    );
     for (n, k) in &bad_lines {
-        let rec = lines.iter().find(|l| l["drover"]["line"] == *n).unwrap_or_else(|| panic!("no record for bad line {n}"));
-        assert_eq!(rec["error"]["code"], "invalid_input", "line {n} (case {k}): {rec}");
+        let rec = lines
+            .iter()
+            .find(|l| l["drover"]["line"] == *n)
+            .unwrap_or_else(|| panic!("no record for bad line {n}"));
+        assert_eq!(
+            rec["error"]["code"], "invalid_input",
+            "line {n} (case {k}): {rec}"
+        );
         let msg = rec["error"]["message"].as_str().unwrap();
         assert!(msg.starts_with(&format!("line {n}: ")), "{msg}");
     }
     let ok = lines.iter().filter(|l| l["error"].is_null()).count();
     assert_eq!(ok, good);
-    let long = lines.iter().find(|l| l["error"]["message"].as_str().is_some_and(|m| m.contains("--max-line-bytes"))).unwrap();
-    assert!(long["error"]["message"].as_str().unwrap().contains("over --max-line-bytes 4096"));
+    let long = lines
+        .iter()
+        .find(|l| {
+            l["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("--max-line-bytes"))
+        })
+        .unwrap();
+    assert!(
+        long["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("over --max-line-bytes 4096")
+    );
     // --strict: the same input is refused before anything is sent.
     let strict_out = dir.path().join("strict.jsonl");
     let o = run_for(
-        drover().arg("run").arg(&input).args(["-o", strict_out.to_str().unwrap(), "-b", &fleet.backends(), "--max-line-bytes", "4096", "--strict"]),
+        drover().arg("run").arg(&input).args([
+            "-o",
+            strict_out.to_str().unwrap(),
+            "-b",
+            &fleet.backends(),
+            "--max-line-bytes",
+            "4096",
+            "--strict",
+        ]),
         Duration::from_secs(60),
     );
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains(&format!("{} bad input line(s)", bad.len())), "{}", stderr(&o));
-    assert_eq!(std::fs::read_to_string(&strict_out).unwrap_or_default(), "", "nothing sent, nothing written");
+    assert!(
+        stderr(&o).contains(&format!("{} bad input line(s)", bad.len())),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&strict_out).unwrap_or_default(),
+        "",
+        "nothing sent, nothing written"
+    );
 }
 
 /// Ctrl-C: in-flight tasks finish, exit 130 with the resume command; resuming completes the
@@ -256,22 +373,42 @@ fn ctrl_c_stops_cleanly_and_resume_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_lines(dir.path(), "t.jsonl", &tasks(4000, 32));
     let out = dir.path().join("out.jsonl");
-    let mut child = spawn(drover().arg("run").arg(&input).args(["-o", out.to_str().unwrap(), "-b", &fleet.backends()]));
+    let mut child = spawn(drover().arg("run").arg(&input).args([
+        "-o",
+        out.to_str().unwrap(),
+        "-b",
+        &fleet.backends(),
+    ]));
     std::thread::sleep(Duration::from_millis(1200));
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
     let status = wait_for(&mut child, Duration::from_secs(40));
     let mut err = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert_eq!(status.code(), Some(130), "{err}");
-    assert!(err.contains("--resume"), "prints the command that resumes: {err}");
+    assert!(
+        err.contains("--resume"),
+        "prints the command that resumes: {err}"
+    );
     let partial = read_output(&out);
-    assert!(!partial.is_empty() && partial.len() < 4000, "stopped mid-job with {} lines", partial.len());
+    assert!(
+        !partial.is_empty() && partial.len() < 4000,
+        "stopped mid-job with {} lines",
+        partial.len()
+    );
     let (seen, failed) = tally(&partial);
     assert_eq!(failed, 0, "no task was failed by the interruption");
     assert!(seen.values().all(|c| *c == 1));
 
     // Second Ctrl-C: out at once, even with requests in flight.
-    let mut child = spawn(drover().arg("run").arg(&input).args(["-o", out.to_str().unwrap(), "-b", &fleet.backends(), "--resume", "--grace", "60s"]));
+    let mut child = spawn(drover().arg("run").arg(&input).args([
+        "-o",
+        out.to_str().unwrap(),
+        "-b",
+        &fleet.backends(),
+        "--resume",
+        "--grace",
+        "60s",
+    ]));
     std::thread::sleep(Duration::from_millis(800));
     let pid = Pid::from_raw(child.id() as i32);
     kill(pid, Signal::SIGINT).unwrap();
@@ -280,9 +417,22 @@ fn ctrl_c_stops_cleanly_and_resume_finishes() {
     let t = Instant::now();
     let status = wait_for(&mut child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(130));
-    assert!(t.elapsed() < Duration::from_secs(5), "the second Ctrl-C does not wait for the grace");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "the second Ctrl-C does not wait for the grace"
+    );
 
-    let o = run_for(drover().arg("run").arg(&input).args(["-o", out.to_str().unwrap(), "-b", &fleet.backends(), "--resume", "-q"]), Duration::from_secs(120));
+    let o = run_for(
+        drover().arg("run").arg(&input).args([
+            "-o",
+            out.to_str().unwrap(),
+            "-b",
+            &fleet.backends(),
+            "--resume",
+            "-q",
+        ]),
+        Duration::from_secs(120),
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_exactly_once(&read_output(&out), 4000);
 }
@@ -297,12 +447,22 @@ fn stalled_backend_is_quarantined() {
     let out = dir.path().join("out.jsonl");
     fleet.stall(1, true);
     let o = run_for(
-        drover().arg("run").arg(&input).args(["-o", out.to_str().unwrap(), "-b", &fleet.backends(), "--timeout", "3s"]),
+        drover().arg("run").arg(&input).args([
+            "-o",
+            out.to_str().unwrap(),
+            "-b",
+            &fleet.backends(),
+            "--timeout",
+            "3s",
+        ]),
         Duration::from_secs(120),
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains("stalled") || err.contains("no progress") || err.contains("timed out"), "{err}");
+    assert!(
+        err.contains("stalled") || err.contains("no progress") || err.contains("timed out"),
+        "{err}"
+    );
     assert!(err.contains("taken out of rotation"), "{err}");
     assert_exactly_once(&read_output(&out), 2500);
 }
@@ -316,7 +476,16 @@ fn resume_repairs_torn_output_and_retries_failed() {
     lines.push(r#"{"id":"bad","prompt":5}"#.into());
     let input = write_lines(dir.path(), "t.jsonl", &lines);
     let out = dir.path().join("out.jsonl");
-    let o = run_for(drover().arg("run").arg(&input).args(["-o", out.to_str().unwrap(), "-b", &fleet.backends(), "-q"]), Duration::from_secs(60));
+    let o = run_for(
+        drover().arg("run").arg(&input).args([
+            "-o",
+            out.to_str().unwrap(),
+            "-b",
+            &fleet.backends(),
+            "-q",
+        ]),
+        Duration::from_secs(60),
+    );
     assert_eq!(code(&o), 1);
     // Keep 30 lines, tear the 31st in half, as a crash mid-write would.
     let text = std::fs::read_to_string(&out).unwrap();
@@ -325,7 +494,16 @@ fn resume_repairs_torn_output_and_retries_failed() {
     torn.push('\n');
     torn.push_str(&kept[30][..kept[30].len() / 2]);
     std::fs::write(&out, &torn).unwrap();
-    let o = run_for(drover().arg("run").arg(&input).args(["-o", out.to_str().unwrap(), "-b", &fleet.backends(), "--resume"]), Duration::from_secs(60));
+    let o = run_for(
+        drover().arg("run").arg(&input).args([
+            "-o",
+            out.to_str().unwrap(),
+            "-b",
+            &fleet.backends(),
+            "--resume",
+        ]),
+        Duration::from_secs(60),
+    );
     let err = stderr(&o);
     assert!(err.contains("torn last line repaired"), "{err}");
     let after = read_output(&out);
@@ -338,7 +516,18 @@ fn resume_repairs_torn_output_and_retries_failed() {
     let mut fixed = lines.clone();
     *fixed.last_mut().unwrap() = r#"{"id":"bad","prompt":"now fine"}"#.into();
     let input2 = write_lines(dir.path(), "t.jsonl", &fixed);
-    let o = run_for(drover().arg("run").arg(&input2).args(["-o", out.to_str().unwrap(), "-b", &fleet.backends(), "--resume", "--retry-failed", "-q"]), Duration::from_secs(60));
+    let o = run_for(
+        drover().arg("run").arg(&input2).args([
+            "-o",
+            out.to_str().unwrap(),
+            "-b",
+            &fleet.backends(),
+            "--resume",
+            "--retry-failed",
+            "-q",
+        ]),
+        Duration::from_secs(60),
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let after = read_output(&out);
     let (seen, failed) = tally(&after);

@@ -28,7 +28,11 @@ impl<W: Write> RowWriter<W> {
             out.write_all(header.join(",").as_bytes())?;
             out.write_all(b"\r\n")?;
         }
-        Ok(RowWriter { out, format, columns })
+        Ok(RowWriter {
+            out,
+            format,
+            columns,
+        })
     }
 
     /// One row, a cell per column.
@@ -36,7 +40,10 @@ impl<W: Write> RowWriter<W> {
         debug_assert_eq!(cells.len(), self.columns.len());
         match self.format {
             TableFormat::Csv => {
-                let line: Vec<String> = cells.iter().map(|c| csv_field(&cell_text(c.as_ref()))).collect();
+                let line: Vec<String> = cells
+                    .iter()
+                    .map(|c| csv_field(&cell_text(c.as_ref())))
+                    .collect();
                 self.out.write_all(line.join(",").as_bytes())?;
                 self.out.write_all(b"\r\n")
             }
@@ -98,9 +105,26 @@ mod tests {
 
     #[test]
     fn csv_rows_render_values() {
-        let mut w = RowWriter::new(Vec::new(), TableFormat::Csv, vec!["custom_id".into(), "x,y".into(), "n".into(), "o".into()]).unwrap();
-        w.row(&[Some(json!("a1")), Some(json!("he said \"no\", twice")), Some(json!(4.5)), Some(json!({"k": [1, 2]}))]).unwrap();
-        w.row(&[Some(json!("a2")), None, Some(json!(true)), Some(Value::Null)]).unwrap();
+        let mut w = RowWriter::new(
+            Vec::new(),
+            TableFormat::Csv,
+            vec!["custom_id".into(), "x,y".into(), "n".into(), "o".into()],
+        )
+        .unwrap();
+        w.row(&[
+            Some(json!("a1")),
+            Some(json!("he said \"no\", twice")),
+            Some(json!(4.5)),
+            Some(json!({"k": [1, 2]})),
+        ])
+        .unwrap();
+        w.row(&[
+            Some(json!("a2")),
+            None,
+            Some(json!(true)),
+            Some(Value::Null),
+        ])
+        .unwrap();
         let text = String::from_utf8(w.into_inner()).unwrap();
         assert_eq!(
             text,
@@ -110,8 +134,16 @@ mod tests {
 
     #[test]
     fn jsonl_rows_keep_column_order_and_nulls() {
-        let mut w = RowWriter::new(Vec::new(), TableFormat::Jsonl, vec!["custom_id".into(), "z".into(), "a".into()]).unwrap();
+        let mut w = RowWriter::new(
+            Vec::new(),
+            TableFormat::Jsonl,
+            vec!["custom_id".into(), "z".into(), "a".into()],
+        )
+        .unwrap();
         w.row(&[Some(json!("a1")), Some(json!([1])), None]).unwrap();
-        assert_eq!(String::from_utf8(w.into_inner()).unwrap(), "{\"custom_id\":\"a1\",\"z\":[1],\"a\":null}\n");
+        assert_eq!(
+            String::from_utf8(w.into_inner()).unwrap(),
+            "{\"custom_id\":\"a1\",\"z\":[1],\"a\":null}\n"
+        );
     }
 }

@@ -86,7 +86,9 @@ pub(crate) fn index(mut reader: impl BufRead) -> io::Result<(Vec<(u64, u64)>, Ou
             continue;
         };
         counts.records += 1;
-        let (line, repairs) = head.drover.map_or((NO_LINE, 0), |m| (if m.line == 0 { NO_LINE } else { m.line }, m.repairs));
+        let (line, repairs) = head.drover.map_or((NO_LINE, 0), |m| {
+            (if m.line == 0 { NO_LINE } else { m.line }, m.repairs)
+        });
         match head.error {
             None => {
                 counts.succeeded += 1;
@@ -123,12 +125,24 @@ mod tests {
         ];
         let text = lines.join("\n") + "\n";
         let (entries, counts) = index(text.as_bytes()).unwrap();
-        let starts: Vec<u64> = lines.iter().scan(0u64, |at, l| {
-            let s = *at;
-            *at += l.len() as u64 + 1;
-            Some(s)
-        }).collect();
-        assert_eq!(entries, vec![(1, starts[1]), (2, starts[3]), (3, starts[0]), (4, starts[5]), (NO_LINE, starts[4])]);
+        let starts: Vec<u64> = lines
+            .iter()
+            .scan(0u64, |at, l| {
+                let s = *at;
+                *at += l.len() as u64 + 1;
+                Some(s)
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            vec![
+                (1, starts[1]),
+                (2, starts[3]),
+                (3, starts[0]),
+                (4, starts[5]),
+                (NO_LINE, starts[4])
+            ]
+        );
         assert_eq!(
             counts,
             OutputCounts {

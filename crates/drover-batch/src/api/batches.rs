@@ -36,10 +36,14 @@ struct CreateBody {
 fn string_field(v: Option<Value>, name: &str, example: &str) -> Result<String, ApiError> {
     match v {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        Some(Value::String(_)) | None | Some(Value::Null) => {
-            Err(ApiError::bad_param(name, format!("missing required parameter {name:?} (e.g. {example:?})")))
-        }
-        Some(other) => Err(ApiError::bad_param(name, format!("{name:?} must be a string, got {other}"))),
+        Some(Value::String(_)) | None | Some(Value::Null) => Err(ApiError::bad_param(
+            name,
+            format!("missing required parameter {name:?} (e.g. {example:?})"),
+        )),
+        Some(other) => Err(ApiError::bad_param(
+            name,
+            format!("{name:?} must be a string, got {other}"),
+        )),
     }
 }
 
@@ -47,19 +51,32 @@ fn check_metadata(m: Option<Value>) -> Result<Option<Value>, ApiError> {
     let map: Map<String, Value> = match m {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Object(map)) => map,
-        Some(other) => return Err(ApiError::bad_param("metadata", format!("metadata must be an object of strings, got {other}"))),
+        Some(other) => {
+            return Err(ApiError::bad_param(
+                "metadata",
+                format!("metadata must be an object of strings, got {other}"),
+            ));
+        }
     };
     if map.len() > METADATA_PAIRS {
-        return Err(ApiError::bad_param("metadata", format!("metadata has {} keys; at most {METADATA_PAIRS}", map.len())));
+        return Err(ApiError::bad_param(
+            "metadata",
+            format!("metadata has {} keys; at most {METADATA_PAIRS}", map.len()),
+        ));
     }
     for (k, v) in &map {
         let Value::String(s) = v else {
-            return Err(ApiError::bad_param("metadata", format!("metadata[{k:?}] must be a string, got {v}")));
+            return Err(ApiError::bad_param(
+                "metadata",
+                format!("metadata[{k:?}] must be a string, got {v}"),
+            ));
         };
         if k.chars().count() > METADATA_KEY || s.chars().count() > METADATA_VALUE {
             return Err(ApiError::bad_param(
                 "metadata",
-                format!("metadata keys are at most {METADATA_KEY} characters and values at most {METADATA_VALUE} ({k:?})"),
+                format!(
+                    "metadata keys are at most {METADATA_KEY} characters and values at most {METADATA_VALUE} ({k:?})"
+                ),
             ));
         }
     }
@@ -67,19 +84,30 @@ fn check_metadata(m: Option<Value>) -> Result<Option<Value>, ApiError> {
 }
 
 /// `POST /v1/batches`. The batch starts `validating`; its lines are checked in the background.
-pub(crate) async fn create(State(app): State<Arc<App>>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let body: CreateBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_param("body", format!("the request body must be a JSON object: {e}")))?;
+pub(crate) async fn create(
+    State(app): State<Arc<App>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: CreateBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_param(
+            "body",
+            format!("the request body must be a JSON object: {e}"),
+        )
+    })?;
     let input_file_id = string_field(body.input_file_id, "input_file_id", "file-…")?;
     let endpoint = string_field(body.endpoint, "endpoint", "/v1/chat/completions")?;
     let completion_window = string_field(body.completion_window, "completion_window", "24h")?;
     if !ENDPOINTS.contains(&endpoint.as_str()) {
         return Err(ApiError::bad_param(
             "endpoint",
-            format!("endpoint {endpoint:?} is not served: use one of {}", ENDPOINTS.join(", ")),
+            format!(
+                "endpoint {endpoint:?} is not served: use one of {}",
+                ENDPOINTS.join(", ")
+            ),
         ));
     }
-    let window = window::parse(&completion_window).map_err(|m| ApiError::bad_param("completion_window", m))?;
+    let window = window::parse(&completion_window)
+        .map_err(|m| ApiError::bad_param("completion_window", m))?;
     let metadata = check_metadata(body.metadata)?;
     let file = match is_safe(&input_file_id) {
         true => app.ctx.store.file(&input_file_id).await?,
@@ -89,7 +117,10 @@ pub(crate) async fn create(State(app): State<Arc<App>>, body: Bytes) -> Result<J
     if file.purpose != "batch" {
         return Err(ApiError::bad_param(
             "input_file_id",
-            format!("file {input_file_id} has purpose {:?}; a batch's input must be uploaded with purpose=batch", file.purpose),
+            format!(
+                "file {input_file_id} has purpose {:?}; a batch's input must be uploaded with purpose=batch",
+                file.purpose
+            ),
         ));
     }
     let created_at = now();
@@ -121,7 +152,12 @@ pub(crate) async fn create(State(app): State<Arc<App>>, body: Bytes) -> Result<J
 }
 
 fn live(app: &App, id: &str) -> Option<Counts> {
-    app.ctx.runtime.live.read().ok().and_then(|l| l.get(id).copied())
+    app.ctx
+        .runtime
+        .live
+        .read()
+        .ok()
+        .and_then(|l| l.get(id).copied())
 }
 
 async fn find(app: &App, id: &str) -> Result<Value, ApiError> {
@@ -137,7 +173,10 @@ async fn find(app: &App, id: &str) -> Result<Value, ApiError> {
 }
 
 /// `GET /v1/batches/{id}`.
-pub(crate) async fn retrieve(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn retrieve(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(find(&app, &id).await?))
 }
 
@@ -148,7 +187,10 @@ pub(crate) struct ListQuery {
 }
 
 /// `GET /v1/batches?after=&limit=`, newest first.
-pub(crate) async fn list(State(app): State<Arc<App>>, q: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn list(
+    State(app): State<Arc<App>>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_param("query", e.body_text()))?;
     let limit = clamp_limit(q.limit, 20, 100)?;
     let after = q.after.clone();
@@ -157,13 +199,25 @@ pub(crate) async fn list(State(app): State<Arc<App>>, q: Result<Query<ListQuery>
         .store
         .batches(q.after, limit)
         .await?
-        .ok_or_else(|| ApiError::bad_param("after", format!("no batch {:?} to list after", after.unwrap_or_default())))?;
-    let data = page.data.iter().map(|b| objects::batch(b, live(&app, &b.id))).collect();
+        .ok_or_else(|| {
+            ApiError::bad_param(
+                "after",
+                format!("no batch {:?} to list after", after.unwrap_or_default()),
+            )
+        })?;
+    let data = page
+        .data
+        .iter()
+        .map(|b| objects::batch(b, live(&app, &b.id)))
+        .collect();
     Ok(Json(objects::list(data, page.has_more)))
 }
 
 /// `POST /v1/batches/{id}/cancel`: no more of its requests are sent; those in flight finish.
-pub(crate) async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn cancel(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     if !is_safe(&id) {
         return Err(ApiError::no_such("Batch", &id, "batch_id"));
     }
@@ -172,13 +226,16 @@ pub(crate) async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) 
             // A batch still validating is never started now (its validation sees the cancel);
             // one in progress is running, or about to be, in the runtime.
             if was == Status::InProgress && !app.ctx.runtime.send(Cmd::Cancel { id: id.clone() }) {
-                return Err(ApiError::unavailable("the server is shutting down; the cancel is recorded and completes on restart"));
+                return Err(ApiError::unavailable(
+                    "the server is shutting down; the cancel is recorded and completes on restart",
+                ));
             }
             Ok(Json(objects::batch(&row, live(&app, &id))))
         }
-        CancelOutcome::Refused(row) => {
-            Err(ApiError::conflict(format!("Cannot cancel a batch with status '{}'.", row.status.as_str())))
-        }
+        CancelOutcome::Refused(row) => Err(ApiError::conflict(format!(
+            "Cannot cancel a batch with status '{}'.",
+            row.status.as_str()
+        ))),
         CancelOutcome::NotFound => Err(ApiError::no_such("Batch", &id, "batch_id")),
     }
 }

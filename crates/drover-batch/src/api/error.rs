@@ -28,12 +28,21 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, kind, message: message.into(), param: None, code: None }
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            param: None,
+            code: None,
+        }
     }
 
     /// 400 naming the parameter at fault.
     pub fn bad_param(param: &str, message: impl Into<String>) -> ApiError {
-        ApiError { param: Some(param.to_string()), ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message) }
+        ApiError {
+            param: Some(param.to_string()),
+            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+        }
     }
 
     /// Sets the code.
@@ -57,7 +66,11 @@ impl ApiError {
     pub fn no_such(kind: &str, id: &str, param: &str) -> ApiError {
         ApiError {
             param: Some(param.to_string()),
-            ..ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", format!("No such {kind} object: {id}"))
+            ..ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                format!("No such {kind} object: {id}"),
+            )
         }
     }
 

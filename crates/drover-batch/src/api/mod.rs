@@ -39,15 +39,25 @@ const MAX_JSON_BODY: usize = 1 << 20;
 /// The routes.
 pub(crate) fn router(app: Arc<App>) -> Router {
     let v1 = Router::new()
-        .route("/v1/files", post(files::create).layer(DefaultBodyLimit::disable()).get(files::list))
+        .route(
+            "/v1/files",
+            post(files::create)
+                .layer(DefaultBodyLimit::disable())
+                .get(files::list),
+        )
         .route("/v1/files/{id}", get(files::retrieve).delete(files::delete))
         .route("/v1/files/{id}/content", get(files::content))
         .route("/v1/batches", post(batches::create).get(batches::list))
         .route("/v1/batches/{id}", get(batches::retrieve))
         .route("/v1/batches/{id}/cancel", post(batches::cancel))
-        .fallback(|method: Method, uri: Uri| async move { ApiError::no_route(method.as_str(), uri.path()) })
+        .fallback(|method: Method, uri: Uri| async move {
+            ApiError::no_route(method.as_str(), uri.path())
+        })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
-        .layer(axum::middleware::from_fn_with_state(app.clone(), auth::require_key));
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::require_key,
+        ));
     Router::new()
         .route("/health", get(|| async { StatusCode::OK.into_response() }))
         .merge(v1)
@@ -55,10 +65,17 @@ pub(crate) fn router(app: Arc<App>) -> Router {
 }
 
 /// `limit` query values: at least 1, at most `max`.
-pub(crate) fn clamp_limit(limit: Option<i64>, default: usize, max: usize) -> Result<usize, ApiError> {
+pub(crate) fn clamp_limit(
+    limit: Option<i64>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
     match limit {
         None => Ok(default),
         Some(n) if n >= 1 && n as u64 <= max as u64 => Ok(n as usize),
-        Some(n) => Err(ApiError::bad_param("limit", format!("limit must be between 1 and {max}, got {n}"))),
+        Some(n) => Err(ApiError::bad_param(
+            "limit",
+            format!("limit must be between 1 and {max}, got {n}"),
+        )),
     }
 }

@@ -25,7 +25,11 @@ pub(crate) fn batch(b: &BatchRow, live: Option<Counts>) -> Value {
         Some(c) if !b.status.is_terminal() => c,
         _ => b.counts,
     };
-    let errors = if b.errors.is_empty() { Value::Null } else { json!({"object": "list", "data": b.errors}) };
+    let errors = if b.errors.is_empty() {
+        Value::Null
+    } else {
+        json!({"object": "list", "data": b.errors})
+    };
     json!({
         "id": b.id,
         "object": "batch",

@@ -31,43 +31,85 @@ pub(crate) struct FeedSetup {
 
 /// Starts the reader. It ends at the end of the file, when its lane is dropped, or when `stop`
 /// is cancelled; lines that are not tasks and read errors go to the runtime as commands.
-pub(crate) fn spawn(setup: FeedSetup, lane: mpsc::Sender<Task>, runtime: mpsc::UnboundedSender<Cmd>, stop: CancellationToken) {
+pub(crate) fn spawn(
+    setup: FeedSetup,
+    lane: mpsc::Sender<Task>,
+    runtime: mpsc::UnboundedSender<Cmd>,
+    stop: CancellationToken,
+) {
     let slot = setup.slot;
     let report = runtime.clone();
-    let spawned = std::thread::Builder::new().name(format!("drover-batch-feed-{slot}")).spawn(move || {
-        let file = match File::open(&setup.input) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = runtime.send(Cmd::FeedFailed { slot, message: format!("cannot read input {}: {e}", setup.input.display()) });
-                return;
-            }
-        };
-        let cfg = ParseConfig { defaults: RequestDefaults { model: setup.model, ..RequestDefaults::default() }, template: None };
-        let mut reader = TaskReader::new(BufReader::with_capacity(1 << 20, file), MAX_LINE_BYTES, cfg, setup.done, None);
-        while !stop.is_cancelled() {
-            match reader.next_item() {
-                Ok(None) => return,
-                Ok(Some(InputItem::Task(mut task))) => {
-                    task.group = slot;
-                    if lane.blocking_send(task).is_err() {
-                        return;
-                    }
-                }
-                // The upload was checked, so this is a file changed on disk since: record the
-                // line as failed rather than leave the batch waiting for it.
-                Ok(Some(InputItem::Invalid { line, custom_id, code, message })) => {
-                    if runtime.send(Cmd::Invalid { slot, line, custom_id, code, message }).is_err() {
-                        return;
-                    }
-                }
+    let spawned = std::thread::Builder::new()
+        .name(format!("drover-batch-feed-{slot}"))
+        .spawn(move || {
+            let file = match File::open(&setup.input) {
+                Ok(f) => f,
                 Err(e) => {
-                    let _ = runtime.send(Cmd::FeedFailed { slot, message: format!("reading input {}: {e}", setup.input.display()) });
+                    let _ = runtime.send(Cmd::FeedFailed {
+                        slot,
+                        message: format!("cannot read input {}: {e}", setup.input.display()),
+                    });
                     return;
                 }
+            };
+            let cfg = ParseConfig {
+                defaults: RequestDefaults {
+                    model: setup.model,
+                    ..RequestDefaults::default()
+                },
+                template: None,
+            };
+            let mut reader = TaskReader::new(
+                BufReader::with_capacity(1 << 20, file),
+                MAX_LINE_BYTES,
+                cfg,
+                setup.done,
+                None,
+            );
+            while !stop.is_cancelled() {
+                match reader.next_item() {
+                    Ok(None) => return,
+                    Ok(Some(InputItem::Task(mut task))) => {
+                        task.group = slot;
+                        if lane.blocking_send(task).is_err() {
+                            return;
+                        }
+                    }
+                    // The upload was checked, so this is a file changed on disk since: record the
+                    // line as failed rather than leave the batch waiting for it.
+                    Ok(Some(InputItem::Invalid {
+                        line,
+                        custom_id,
+                        code,
+                        message,
+                    })) => {
+                        if runtime
+                            .send(Cmd::Invalid {
+                                slot,
+                                line,
+                                custom_id,
+                                code,
+                                message,
+                            })
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = runtime.send(Cmd::FeedFailed {
+                            slot,
+                            message: format!("reading input {}: {e}", setup.input.display()),
+                        });
+                        return;
+                    }
+                }
             }
-        }
-    });
+        });
     if let Err(e) = spawned {
-        let _ = report.send(Cmd::FeedFailed { slot, message: format!("cannot start a reader thread: {e}") });
+        let _ = report.send(Cmd::FeedFailed {
+            slot,
+            message: format!("cannot start a reader thread: {e}"),
+        });
     }
 }

@@ -46,19 +46,32 @@ struct ErrorOnly<'a> {
 /// Returns how many were added. Safe to repeat: what a first pass added is answered.
 pub(crate) fn expire_rest(journal: &Path, input: &Path) -> io::Result<u64> {
     let done = if journal.exists() {
-        prepare_resume(journal, false).map_err(io::Error::other)?.done
+        prepare_resume(journal, false)
+            .map_err(io::Error::other)?
+            .done
     } else {
         Default::default()
     };
-    let cfg = ParseConfig { defaults: RequestDefaults::default(), template: None };
-    let mut reader = TaskReader::new(BufReader::with_capacity(1 << 20, File::open(input)?), MAX_LINE_BYTES, cfg, done, None);
+    let cfg = ParseConfig {
+        defaults: RequestDefaults::default(),
+        template: None,
+    };
+    let mut reader = TaskReader::new(
+        BufReader::with_capacity(1 << 20, File::open(input)?),
+        MAX_LINE_BYTES,
+        cfg,
+        done,
+        None,
+    );
     let mut out = BufWriter::new(OpenOptions::new().append(true).create(true).open(journal)?);
     let mut maker = LineMaker::new();
     let mut added = 0;
     while let Some(item) = reader.next_item()? {
         let (line, custom_id) = match &item {
             InputItem::Task(t) => (t.line, t.custom_id.to_string()),
-            InputItem::Invalid { line, custom_id, .. } => (*line, custom_id.clone()),
+            InputItem::Invalid {
+                line, custom_id, ..
+            } => (*line, custom_id.clone()),
         };
         out.write_all(&super::lines::expired(&mut maker, line, &custom_id))?;
         added += 1;
@@ -81,11 +94,18 @@ pub(crate) fn split(journal: &Path, dir: &Path) -> io::Result<Split> {
         while reader.read_until(b'\n', &mut buf)? > 0 {
             let record: ErrorOnly<'_> = serde_json::from_slice(&buf).map_err(io::Error::other)?;
             let is_error = record.error.is_some_and(|e| e.get() != "null");
-            if is_error { failed.write(&buf)? } else { ok.write(&buf)? }
+            if is_error {
+                failed.write(&buf)?
+            } else {
+                ok.write(&buf)?
+            }
             buf.clear();
         }
     }
-    Ok(Split { output: ok.finish()?, errors: failed.finish()? })
+    Ok(Split {
+        output: ok.finish()?,
+        errors: failed.finish()?,
+    })
 }
 
 /// A file being written under a temporary name.
@@ -101,7 +121,13 @@ impl Part {
     fn create(dir: &Path, name: &str) -> io::Result<Part> {
         let path = dir.join(name);
         let tmp = dir.join(format!("{name}.tmp"));
-        Ok(Part { out: BufWriter::with_capacity(1 << 20, File::create(&tmp)?), tmp, path, bytes: 0, lines: 0 })
+        Ok(Part {
+            out: BufWriter::with_capacity(1 << 20, File::create(&tmp)?),
+            tmp,
+            path,
+            bytes: 0,
+            lines: 0,
+        })
     }
 
     fn write(&mut self, line: &[u8]) -> io::Result<()> {
@@ -130,7 +156,11 @@ impl Part {
         {
             let _ = d.sync_all();
         }
-        Ok(Some(Written { path: self.path, bytes: self.bytes, lines: self.lines }))
+        Ok(Some(Written {
+            path: self.path,
+            bytes: self.bytes,
+            lines: self.lines,
+        }))
     }
 }
 
@@ -139,15 +169,21 @@ mod tests {
     use super::*;
 
     fn ok(id: &str, line: u64) -> String {
-        format!("{{\"id\":\"batch_req_1\",\"custom_id\":\"{id}\",\"response\":{{\"status_code\":200,\"request_id\":\"r\",\"body\":{{\"error\":null}}}},\"error\":null,\"drover\":{{\"line\":{line}}}}}\n")
+        format!(
+            "{{\"id\":\"batch_req_1\",\"custom_id\":\"{id}\",\"response\":{{\"status_code\":200,\"request_id\":\"r\",\"body\":{{\"error\":null}}}},\"error\":null,\"drover\":{{\"line\":{line}}}}}\n"
+        )
     }
 
     fn failed(id: &str, line: u64) -> String {
-        format!("{{\"id\":\"batch_req_2\",\"custom_id\":\"{id}\",\"response\":null,\"error\":{{\"code\":\"timeout\",\"message\":\"m\"}},\"drover\":{{\"line\":{line}}}}}\n")
+        format!(
+            "{{\"id\":\"batch_req_2\",\"custom_id\":\"{id}\",\"response\":null,\"error\":{{\"code\":\"timeout\",\"message\":\"m\"}},\"drover\":{{\"line\":{line}}}}}\n"
+        )
     }
 
     fn req(id: &str) -> String {
-        format!("{{\"custom_id\":\"{id}\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{{\"messages\":[{{\"role\":\"user\",\"content\":\"x\"}}]}}}}\n")
+        format!(
+            "{{\"custom_id\":\"{id}\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{{\"messages\":[{{\"role\":\"user\",\"content\":\"x\"}}]}}}}\n"
+        )
     }
 
     #[test]
@@ -155,12 +191,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let journal = dir.path().join("results.jsonl");
         let torn = &ok("d", 4)[..20];
-        std::fs::write(&journal, [ok("a", 1), failed("b", 2), ok("c", 3), torn.to_string()].concat()).unwrap();
+        std::fs::write(
+            &journal,
+            [ok("a", 1), failed("b", 2), ok("c", 3), torn.to_string()].concat(),
+        )
+        .unwrap();
         let s = split(&journal, dir.path()).unwrap();
         let out = s.output.unwrap();
-        assert_eq!((out.lines, out.bytes), (2, (ok("a", 1).len() + ok("c", 3).len()) as u64));
-        assert_eq!(std::fs::read_to_string(&out.path).unwrap(), [ok("a", 1), ok("c", 3)].concat());
-        assert_eq!(std::fs::read_to_string(s.errors.unwrap().path).unwrap(), failed("b", 2));
+        assert_eq!(
+            (out.lines, out.bytes),
+            (2, (ok("a", 1).len() + ok("c", 3).len()) as u64)
+        );
+        assert_eq!(
+            std::fs::read_to_string(&out.path).unwrap(),
+            [ok("a", 1), ok("c", 3)].concat()
+        );
+        assert_eq!(
+            std::fs::read_to_string(s.errors.unwrap().path).unwrap(),
+            failed("b", 2)
+        );
         assert!(!dir.path().join("output.jsonl.tmp").exists());
     }
 
@@ -184,9 +233,21 @@ mod tests {
         let journal = dir.path().join("results.jsonl");
         std::fs::write(&journal, ok("b", 2)).unwrap();
         assert_eq!(expire_rest(&journal, &input).unwrap(), 2);
-        assert_eq!(expire_rest(&journal, &input).unwrap(), 0, "a second pass finds nothing to add");
+        assert_eq!(
+            expire_rest(&journal, &input).unwrap(),
+            0,
+            "a second pass finds nothing to add"
+        );
         let text = std::fs::read_to_string(&journal).unwrap();
-        let ids: Vec<String> = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["custom_id"].as_str().unwrap().to_string()).collect();
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["custom_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
         assert_eq!(ids, ["b", "a", "c"]);
         let s = split(&journal, dir.path()).unwrap();
         assert_eq!((s.output.unwrap().lines, s.errors.unwrap().lines), (1, 2));

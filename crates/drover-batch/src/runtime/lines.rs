@@ -10,7 +10,12 @@ const EXPIRED: &str = "This request could not be executed before the completion 
 
 /// The `batch_expired` line of an unanswered request, serialized with its newline.
 pub(crate) fn expired(maker: &mut LineMaker, line: u64, custom_id: &str) -> Vec<u8> {
-    let record = maker.unsent(line, custom_id.to_string(), ErrorCode::BatchExpired, EXPIRED.to_string());
+    let record = maker.unsent(
+        line,
+        custom_id.to_string(),
+        ErrorCode::BatchExpired,
+        EXPIRED.to_string(),
+    );
     let mut out = serde_json::to_vec(&record).expect("line serializes");
     out.push(b'\n');
     out

@@ -202,7 +202,11 @@ impl Runtime {
 
     /// Runs until the dispatcher's finished channel closes (the dispatcher has ended), then
     /// syncs every journal. Batches still running stay `in_progress`; a restart resumes them.
-    pub(crate) async fn run(mut self, mut finished: mpsc::Receiver<Finished>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
+    pub(crate) async fn run(
+        mut self,
+        mut finished: mpsc::Receiver<Finished>,
+        mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut touched: Vec<u32> = Vec::new();
@@ -248,7 +252,9 @@ impl Runtime {
         for slot in touched.drain(..) {
             if let Some(a) = self.active.get_mut(&slot) {
                 if let Err(e) = a.writer.flush() {
-                    a.broken.get_or_insert_with(|| format!("cannot write journal {}: {e}", a.journal.display()));
+                    a.broken.get_or_insert_with(|| {
+                        format!("cannot write journal {}: {e}", a.journal.display())
+                    });
                 }
                 if let Ok(mut live) = self.live.write() {
                     live.insert(a.id.clone(), a.counts);
@@ -267,7 +273,13 @@ impl Runtime {
                     self.early_cancels.insert(id);
                 }
             },
-            Cmd::Invalid { slot, line, custom_id, code, message } => {
+            Cmd::Invalid {
+                slot,
+                line,
+                custom_id,
+                code,
+                message,
+            } => {
                 if let Some(a) = self.active.get_mut(&slot) {
                     let line = self.lines.unsent(line, custom_id, code, message);
                     push(a, &line);
@@ -297,10 +309,19 @@ impl Runtime {
         self.next_slot = self.next_slot.wrapping_add(1).max(1);
         let (lane_tx, lane_rx) = mpsc::channel(LANE_CAPACITY);
         let handed = Arc::new(AtomicU64::new(0));
-        let _ = self.mux.send(MuxCmd::Add { slot, lane: lane_rx, handed: handed.clone() });
+        let _ = self.mux.send(MuxCmd::Add {
+            slot,
+            lane: lane_rx,
+            handed: handed.clone(),
+        });
         let feed_stop = CancellationToken::new();
         feed::spawn(
-            feed::FeedSetup { input: s.input.clone(), done: s.done, model: self.model.clone(), slot },
+            feed::FeedSetup {
+                input: s.input.clone(),
+                done: s.done,
+                model: self.model.clone(),
+                slot,
+            },
             lane_tx,
             self.cmds.clone(),
             feed_stop.clone(),
@@ -311,21 +332,24 @@ impl Runtime {
         tracing::info!(target: "drover::batch", batch = %s.id, slot, done = s.counts.completed + s.counts.failed, total = s.counts.total, "running");
         let cancel = s.cancel || self.early_cancels.remove(&s.id);
         self.slots.insert(s.id.clone(), slot);
-        self.active.insert(slot, Active {
-            id: s.id,
-            input: s.input,
-            journal: s.journal,
-            writer: s.writer,
-            counts: s.counts,
-            expires_at: s.expires_at,
-            stopping: None,
-            feed_stop,
-            handed,
-            returned: 0,
-            released: false,
-            give_up_at: None,
-            broken: None,
-        });
+        self.active.insert(
+            slot,
+            Active {
+                id: s.id,
+                input: s.input,
+                journal: s.journal,
+                writer: s.writer,
+                counts: s.counts,
+                expires_at: s.expires_at,
+                stopping: None,
+                feed_stop,
+                handed,
+                returned: 0,
+                released: false,
+                give_up_at: None,
+                broken: None,
+            },
+        );
         if cancel {
             self.stop(slot, Ending::Cancelled);
         } else if now() >= s.expires_at {
@@ -336,14 +360,20 @@ impl Runtime {
 
     /// Stops feeding a batch; it ends once what was sent has come back.
     fn stop(&mut self, slot: u32, why: Ending) {
-        let Some(a) = self.active.get_mut(&slot) else { return };
+        let Some(a) = self.active.get_mut(&slot) else {
+            return;
+        };
         if a.stopping.is_some() {
             return;
         }
         tracing::info!(target: "drover::batch", batch = %a.id, "stopping: {why:?}");
         // An expired batch's unfinished requests are cancelled, as OpenAI's are: their lines
         // say `batch_expired` and late answers are dropped. A cancel lets sent requests finish.
-        let wait = if why == Ending::Expired { Duration::ZERO } else { self.drain };
+        let wait = if why == Ending::Expired {
+            Duration::ZERO
+        } else {
+            self.drain
+        };
         a.stopping = Some(why);
         a.give_up_at = Some(Instant::now() + wait);
         a.feed_stop.cancel();
@@ -359,7 +389,9 @@ impl Runtime {
 
     /// Ends the batch in `slot` if it is done.
     fn settle(&mut self, slot: u32) {
-        let Some(a) = self.active.get(&slot) else { return };
+        let Some(a) = self.active.get(&slot) else {
+            return;
+        };
         if let Some(why) = a.broken.clone()
             && a.stopping.is_none()
         {
@@ -370,7 +402,8 @@ impl Runtime {
             None => a.counts.completed + a.counts.failed >= a.counts.total,
             Some(_) => {
                 a.released
-                    && (a.returned >= a.handed.load(Ordering::SeqCst) || a.give_up_at.is_some_and(|t| Instant::now() >= t))
+                    && (a.returned >= a.handed.load(Ordering::SeqCst)
+                        || a.give_up_at.is_some_and(|t| Instant::now() >= t))
             }
         };
         if !done {
@@ -392,7 +425,13 @@ impl Runtime {
         }
         drop(a.writer);
         tracing::info!(target: "drover::batch", batch = %a.id, "ended: {ending:?} ({:?})", a.counts);
-        let _ = self.ended.send(Ended { id: a.id, input: a.input, journal: a.journal, counts: a.counts, ending });
+        let _ = self.ended.send(Ended {
+            id: a.id,
+            input: a.input,
+            journal: a.journal,
+            counts: a.counts,
+            ending,
+        });
     }
 
     fn tick(&mut self) {
@@ -400,7 +439,9 @@ impl Runtime {
         let mut expired = Vec::new();
         for (&slot, a) in &mut self.active {
             if let Err(e) = a.writer.tick() {
-                a.broken.get_or_insert_with(|| format!("cannot write journal {}: {e}", a.journal.display()));
+                a.broken.get_or_insert_with(|| {
+                    format!("cannot write journal {}: {e}", a.journal.display())
+                });
             }
             if a.stopping.is_none() && now >= a.expires_at {
                 expired.push(slot);
@@ -423,6 +464,7 @@ fn push(a: &mut Active, line: &OutputLine) {
         a.counts.failed += 1;
     }
     if let Err(e) = a.writer.push(line) {
-        a.broken.get_or_insert_with(|| format!("cannot write journal {}: {e}", a.journal.display()));
+        a.broken
+            .get_or_insert_with(|| format!("cannot write journal {}: {e}", a.journal.display()));
     }
 }

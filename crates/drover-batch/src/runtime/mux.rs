@@ -88,7 +88,11 @@ pub(crate) async fn run(mut ctl: mpsc::UnboundedReceiver<MuxCmd>, out: mpsc::Sen
 
 fn apply(lanes: &mut Vec<Lane>, cmd: MuxCmd) {
     match cmd {
-        MuxCmd::Add { slot, lane, handed } => lanes.push(Lane { slot, rx: lane, handed }),
+        MuxCmd::Add { slot, lane, handed } => lanes.push(Lane {
+            slot,
+            rx: lane,
+            handed,
+        }),
         MuxCmd::Remove { slot, ack } => {
             // Dropping the receiver also stops the batch's reader (its next send fails).
             lanes.retain(|l| l.slot != slot);
@@ -153,7 +157,12 @@ mod tests {
             tx.try_send(task(slot, i)).unwrap();
         }
         let handed = StdArc::new(AtomicU64::new(0));
-        ctl.send(MuxCmd::Add { slot, lane: rx, handed: handed.clone() }).unwrap();
+        ctl.send(MuxCmd::Add {
+            slot,
+            lane: rx,
+            handed: handed.clone(),
+        })
+        .unwrap();
         handed
     }
 
@@ -176,7 +185,14 @@ mod tests {
             assert_eq!(w, [1, 2, 3], "{order:?}");
         }
         assert!(order[30..].iter().all(|&g| g == 1), "{order:?}");
-        assert_eq!((a.load(Ordering::SeqCst), b.load(Ordering::SeqCst), c.load(Ordering::SeqCst)), (30, 10, 10));
+        assert_eq!(
+            (
+                a.load(Ordering::SeqCst),
+                b.load(Ordering::SeqCst),
+                c.load(Ordering::SeqCst)
+            ),
+            (30, 10, 10)
+        );
         drop(ctl);
         mux.await.unwrap();
     }
@@ -194,10 +210,15 @@ mod tests {
         acked.await.unwrap();
         let handed = a.load(Ordering::SeqCst);
         let mut received = 1;
-        while let Ok(Some(_)) = tokio::time::timeout(std::time::Duration::from_millis(50), out_rx.recv()).await {
+        while let Ok(Some(_)) =
+            tokio::time::timeout(std::time::Duration::from_millis(50), out_rx.recv()).await
+        {
             received += 1;
         }
-        assert_eq!(received, handed, "every task counted as handed arrived, and no more");
+        assert_eq!(
+            received, handed,
+            "every task counted as handed arrived, and no more"
+        );
         assert!(handed < 20);
     }
 }

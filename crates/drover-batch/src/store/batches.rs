@@ -41,16 +41,27 @@ const COLUMNS: &str = "id, endpoint, input_file_id, completion_window, status, o
 fn batch_row(r: &Row<'_>) -> rusqlite::Result<BatchRow> {
     let status: String = r.get(4)?;
     let status = Status::parse(&status).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, format!("unknown status {status:?}").into())
+        rusqlite::Error::FromSqlConversionFailure(
+            4,
+            rusqlite::types::Type::Text,
+            format!("unknown status {status:?}").into(),
+        )
     })?;
     let json = |i: usize, s: Option<String>| -> rusqlite::Result<Option<serde_json::Value>> {
         s.map(|s| serde_json::from_str(&s))
             .transpose()
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    i,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })
     };
     let errors = match json(20, r.get(20)?)? {
-        Some(v) => serde_json::from_value(v)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(20, rusqlite::types::Type::Text, Box::new(e)))?,
+        Some(v) => serde_json::from_value(v).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(20, rusqlite::types::Type::Text, Box::new(e))
+        })?,
         None => Vec::new(),
     };
     Ok(BatchRow {
@@ -82,7 +93,12 @@ fn batch_row(r: &Row<'_>) -> rusqlite::Result<BatchRow> {
 }
 
 fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<BatchRow>> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM batches WHERE id = ?1"), [id], batch_row).optional()
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM batches WHERE id = ?1"),
+        [id],
+        batch_row,
+    )
+    .optional()
 }
 
 fn status_of(conn: &Connection, id: &str) -> rusqlite::Result<Option<Status>> {
@@ -125,7 +141,11 @@ impl Store {
 
     /// Batches, newest first; `after` is the id the previous page ended with (`None` inside the
     /// result when that id does not exist).
-    pub async fn batches(&self, after: Option<String>, limit: usize) -> Result<Option<Page<BatchRow>>, BatchError> {
+    pub async fn batches(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Option<Page<BatchRow>>, BatchError> {
         self.call(move |c| {
             let cursor = match &after {
                 Some(a) => match c.query_row("SELECT seq FROM batches WHERE id = ?1", [a], |r| r.get::<_, i64>(0)).optional()? {
@@ -150,10 +170,15 @@ impl Store {
     pub async fn batches_in(&self, statuses: &[Status]) -> Result<Vec<BatchRow>, BatchError> {
         let names: Vec<&'static str> = statuses.iter().map(|s| s.as_str()).collect();
         self.call(move |c| {
-            let mut stmt = c.prepare(&format!("SELECT {COLUMNS} FROM batches WHERE status = ?1 ORDER BY seq ASC"))?;
+            let mut stmt = c.prepare(&format!(
+                "SELECT {COLUMNS} FROM batches WHERE status = ?1 ORDER BY seq ASC"
+            ))?;
             let mut out = Vec::new();
             for name in names {
-                out.extend(stmt.query_map([name], batch_row)?.collect::<Result<Vec<_>, _>>()?);
+                out.extend(
+                    stmt.query_map([name], batch_row)?
+                        .collect::<Result<Vec<_>, _>>()?,
+                );
             }
             out.sort_by_key(|b| b.created_at);
             Ok(out)
@@ -163,16 +188,34 @@ impl Store {
 
     /// validating → in_progress with `total` requests. Returns the status the batch has after
     /// the call (not `in_progress` when a cancel came first).
-    pub async fn begin(&self, id: &str, total: u64, now: i64) -> Result<Option<Status>, BatchError> {
+    pub async fn begin(
+        &self,
+        id: &str,
+        total: u64,
+        now: i64,
+    ) -> Result<Option<Status>, BatchError> {
         let id = id.to_string();
         self.call(move |c| {
             let tx = c.transaction()?;
-            let Some(status) = status_of(&tx, &id)? else { return Ok(None) };
+            let Some(status) = status_of(&tx, &id)? else {
+                return Ok(None);
+            };
             if status != Status::Validating {
                 return Ok(Some(status));
             }
-            tx.execute("UPDATE batches SET status = 'in_progress', in_progress_at = ?2 WHERE id = ?1", params![id, now])?;
-            set_counts(&tx, &id, Counts { total, completed: 0, failed: 0 })?;
+            tx.execute(
+                "UPDATE batches SET status = 'in_progress', in_progress_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )?;
+            set_counts(
+                &tx,
+                &id,
+                Counts {
+                    total,
+                    completed: 0,
+                    failed: 0,
+                },
+            )?;
             tx.commit()?;
             Ok(Some(Status::InProgress))
         })
@@ -180,7 +223,13 @@ impl Store {
     }
 
     /// validating → failed, with the reasons. Returns whether it applied.
-    pub async fn fail_validation(&self, id: &str, errors: Vec<LineError>, total: u64, now: i64) -> Result<bool, BatchError> {
+    pub async fn fail_validation(
+        &self,
+        id: &str,
+        errors: Vec<LineError>,
+        total: u64,
+        now: i64,
+    ) -> Result<bool, BatchError> {
         let id = id.to_string();
         self.call(move |c| {
             let tx = c.transaction()?;
@@ -192,7 +241,15 @@ impl Store {
                 "UPDATE batches SET status = 'failed', failed_at = ?2, errors = ?3 WHERE id = ?1",
                 params![id, now, errors],
             )?;
-            set_counts(&tx, &id, Counts { total, completed: 0, failed: 0 })?;
+            set_counts(
+                &tx,
+                &id,
+                Counts {
+                    total,
+                    completed: 0,
+                    failed: 0,
+                },
+            )?;
             tx.commit()?;
             Ok(true)
         })
@@ -224,12 +281,20 @@ impl Store {
     }
 
     /// in_progress → finalizing (every request has a result). A pending cancel stays pending.
-    pub async fn mark_finalizing(&self, id: &str, counts: Counts, now: i64) -> Result<(), BatchError> {
+    pub async fn mark_finalizing(
+        &self,
+        id: &str,
+        counts: Counts,
+        now: i64,
+    ) -> Result<(), BatchError> {
         let id = id.to_string();
         self.call(move |c| {
             let tx = c.transaction()?;
             if status_of(&tx, &id)? == Some(Status::InProgress) {
-                tx.execute("UPDATE batches SET status = 'finalizing', finalizing_at = ?2 WHERE id = ?1", params![id, now])?;
+                tx.execute(
+                    "UPDATE batches SET status = 'finalizing', finalizing_at = ?2 WHERE id = ?1",
+                    params![id, now],
+                )?;
                 set_counts(&tx, &id, counts)?;
                 tx.commit()?;
             }
@@ -317,26 +382,74 @@ mod tests {
     }
 
     fn out_file(id: &str) -> FileRow {
-        FileRow { id: id.into(), bytes: 5, created_at: 9, filename: "o.jsonl".into(), purpose: "batch_output".into(), path: "x".into() }
+        FileRow {
+            id: id.into(),
+            bytes: 5,
+            created_at: 9,
+            filename: "o.jsonl".into(),
+            purpose: "batch_output".into(),
+            path: "x".into(),
+        }
     }
 
     #[tokio::test]
     async fn a_batch_runs_through_its_statuses() {
         let (_d, s) = scratch();
         s.insert_batch(row("batch_1")).await.unwrap();
-        assert_eq!(s.batch("batch_1").await.unwrap().unwrap(), row("batch_1"), "stored as given");
-        assert_eq!(s.begin("batch_1", 7, 101).await.unwrap(), Some(Status::InProgress));
-        assert_eq!(s.begin("batch_1", 7, 101).await.unwrap(), Some(Status::InProgress), "only once");
-        let counts = Counts { total: 7, completed: 6, failed: 1 };
+        assert_eq!(
+            s.batch("batch_1").await.unwrap().unwrap(),
+            row("batch_1"),
+            "stored as given"
+        );
+        assert_eq!(
+            s.begin("batch_1", 7, 101).await.unwrap(),
+            Some(Status::InProgress)
+        );
+        assert_eq!(
+            s.begin("batch_1", 7, 101).await.unwrap(),
+            Some(Status::InProgress),
+            "only once"
+        );
+        let counts = Counts {
+            total: 7,
+            completed: 6,
+            failed: 1,
+        };
         s.mark_finalizing("batch_1", counts, 102).await.unwrap();
-        let st = s.finish("batch_1", Ending::Completed, counts, Some(out_file("file-o")), None, 103).await.unwrap();
+        let st = s
+            .finish(
+                "batch_1",
+                Ending::Completed,
+                counts,
+                Some(out_file("file-o")),
+                None,
+                103,
+            )
+            .await
+            .unwrap();
         assert_eq!(st, Some(Status::Completed));
         let b = s.batch("batch_1").await.unwrap().unwrap();
-        assert_eq!((b.in_progress_at, b.finalizing_at, b.completed_at), (Some(101), Some(102), Some(103)));
-        assert_eq!((b.output_file_id.as_deref(), b.error_file_id.as_deref()), (Some("file-o"), None));
+        assert_eq!(
+            (b.in_progress_at, b.finalizing_at, b.completed_at),
+            (Some(101), Some(102), Some(103))
+        );
+        assert_eq!(
+            (b.output_file_id.as_deref(), b.error_file_id.as_deref()),
+            (Some("file-o"), None)
+        );
         assert_eq!(b.counts, counts);
         assert!(s.file("file-o").await.unwrap().is_some());
-        let again = s.finish("batch_1", Ending::Expired, counts, Some(out_file("file-p")), None, 104).await.unwrap();
+        let again = s
+            .finish(
+                "batch_1",
+                Ending::Expired,
+                counts,
+                Some(out_file("file-p")),
+                None,
+                104,
+            )
+            .await
+            .unwrap();
         assert_eq!(again, Some(Status::Completed), "an ended batch stays ended");
         assert!(s.file("file-p").await.unwrap().is_none());
     }
@@ -348,24 +461,66 @@ mod tests {
         s.begin("batch_1", 3, 101).await.unwrap();
         assert!(matches!(s.request_cancel("batch_1", 102).await.unwrap(),
             CancelOutcome::Accepted { row, was: Status::InProgress } if row.status == Status::Cancelling && row.cancelling_at == Some(102)));
-        s.mark_finalizing("batch_1", Counts::default(), 103).await.unwrap();
-        assert_eq!(s.batch("batch_1").await.unwrap().unwrap().status, Status::Cancelling, "finalizing does not hide a cancel");
-        let st = s.finish("batch_1", Ending::Completed, Counts { total: 3, completed: 3, failed: 0 }, None, None, 104).await.unwrap();
+        s.mark_finalizing("batch_1", Counts::default(), 103)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.batch("batch_1").await.unwrap().unwrap().status,
+            Status::Cancelling,
+            "finalizing does not hide a cancel"
+        );
+        let st = s
+            .finish(
+                "batch_1",
+                Ending::Completed,
+                Counts {
+                    total: 3,
+                    completed: 3,
+                    failed: 0,
+                },
+                None,
+                None,
+                104,
+            )
+            .await
+            .unwrap();
         assert_eq!(st, Some(Status::Cancelled));
-        assert!(matches!(s.request_cancel("batch_1", 105).await.unwrap(), CancelOutcome::Accepted { row, .. } if row.status == Status::Cancelled));
-        assert_eq!(s.request_cancel("batch_x", 105).await.unwrap(), CancelOutcome::NotFound);
+        assert!(
+            matches!(s.request_cancel("batch_1", 105).await.unwrap(), CancelOutcome::Accepted { row, .. } if row.status == Status::Cancelled)
+        );
+        assert_eq!(
+            s.request_cancel("batch_x", 105).await.unwrap(),
+            CancelOutcome::NotFound
+        );
     }
 
     #[tokio::test]
     async fn validation_failures_and_refused_cancels() {
         let (_d, s) = scratch();
         s.insert_batch(row("batch_1")).await.unwrap();
-        let errors = vec![LineError { code: "mismatched_endpoint".into(), message: "line 2: …".into(), param: Some("url".into()), line: Some(2) }];
-        assert!(s.fail_validation("batch_1", errors.clone(), 4, 101).await.unwrap());
+        let errors = vec![LineError {
+            code: "mismatched_endpoint".into(),
+            message: "line 2: …".into(),
+            param: Some("url".into()),
+            line: Some(2),
+        }];
+        assert!(
+            s.fail_validation("batch_1", errors.clone(), 4, 101)
+                .await
+                .unwrap()
+        );
         let b = s.batch("batch_1").await.unwrap().unwrap();
-        assert_eq!((b.status, b.failed_at, b.errors), (Status::Failed, Some(101), errors));
-        assert!(matches!(s.request_cancel("batch_1", 102).await.unwrap(), CancelOutcome::Refused(b) if b.status == Status::Failed));
-        assert_eq!(s.begin("batch_1", 4, 103).await.unwrap(), Some(Status::Failed));
+        assert_eq!(
+            (b.status, b.failed_at, b.errors),
+            (Status::Failed, Some(101), errors)
+        );
+        assert!(
+            matches!(s.request_cancel("batch_1", 102).await.unwrap(), CancelOutcome::Refused(b) if b.status == Status::Failed)
+        );
+        assert_eq!(
+            s.begin("batch_1", 4, 103).await.unwrap(),
+            Some(Status::Failed)
+        );
     }
 
     #[tokio::test]
@@ -388,9 +543,23 @@ mod tests {
             }
             after = page.data.last().map(|b| b.id.clone());
         }
-        assert_eq!(seen, ["batch_4", "batch_3", "batch_2", "batch_1", "batch_0"]);
-        assert!(s.batches(Some("batch_nope".into()), 2).await.unwrap().is_none());
-        let live: Vec<String> = s.batches_in(&[Status::InProgress]).await.unwrap().into_iter().map(|b| b.id).collect();
+        assert_eq!(
+            seen,
+            ["batch_4", "batch_3", "batch_2", "batch_1", "batch_0"]
+        );
+        assert!(
+            s.batches(Some("batch_nope".into()), 2)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let live: Vec<String> = s
+            .batches_in(&[Status::InProgress])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
         assert_eq!(live, ["batch_1", "batch_3"]);
     }
 }

@@ -28,7 +28,12 @@ pub(super) fn insert(conn: &Connection, f: &FileRow) -> rusqlite::Result<()> {
 }
 
 pub(super) fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<FileRow>> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM files WHERE id = ?1"), [id], file_row).optional()
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM files WHERE id = ?1"),
+        [id],
+        file_row,
+    )
+    .optional()
 }
 
 /// Why a file was not deleted.
@@ -96,7 +101,9 @@ impl Store {
         let id = id.to_string();
         self.call(move |c| {
             let tx = c.transaction()?;
-            let Some(row) = get(&tx, &id)? else { return Ok(DeleteOutcome::NotFound) };
+            let Some(row) = get(&tx, &id)? else {
+                return Ok(DeleteOutcome::NotFound);
+            };
             let user: Option<(String, String)> = tx
                 .query_row(
                     "SELECT id, status FROM batches WHERE input_file_id = ?1 \
@@ -136,27 +143,62 @@ mod tests {
     #[tokio::test]
     async fn files_page_newest_first_and_filter_by_purpose() {
         let (_d, s) = scratch();
-        for (id, p) in [("file-a", "batch"), ("file-b", "batch_output"), ("file-c", "batch")] {
+        for (id, p) in [
+            ("file-a", "batch"),
+            ("file-b", "batch_output"),
+            ("file-c", "batch"),
+        ] {
             s.insert_file(file(id, p)).await.unwrap();
         }
         let page = s.files(None, None, 2, false).await.unwrap().unwrap();
-        assert_eq!(page.data.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), ["file-c", "file-b"]);
+        assert_eq!(
+            page.data.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+            ["file-c", "file-b"]
+        );
         assert!(page.has_more);
-        let page = s.files(None, Some("file-b".into()), 2, false).await.unwrap().unwrap();
-        assert_eq!(page.data.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), ["file-a"]);
+        let page = s
+            .files(None, Some("file-b".into()), 2, false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            page.data.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+            ["file-a"]
+        );
         assert!(!page.has_more);
-        let page = s.files(Some("batch".into()), None, 10, true).await.unwrap().unwrap();
-        assert_eq!(page.data.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), ["file-a", "file-c"]);
-        assert!(s.files(None, Some("file-zzz".into()), 2, false).await.unwrap().is_none());
-        assert_eq!(s.file("file-b").await.unwrap().unwrap(), file("file-b", "batch_output"));
+        let page = s
+            .files(Some("batch".into()), None, 10, true)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            page.data.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+            ["file-a", "file-c"]
+        );
+        assert!(
+            s.files(None, Some("file-zzz".into()), 2, false)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            s.file("file-b").await.unwrap().unwrap(),
+            file("file-b", "batch_output")
+        );
     }
 
     #[tokio::test]
     async fn delete_removes_the_record_once() {
         let (_d, s) = scratch();
         s.insert_file(file("file-a", "batch")).await.unwrap();
-        assert!(matches!(s.delete_file("file-a").await.unwrap(), DeleteOutcome::Deleted(_)));
-        assert_eq!(s.delete_file("file-a").await.unwrap(), DeleteOutcome::NotFound);
+        assert!(matches!(
+            s.delete_file("file-a").await.unwrap(),
+            DeleteOutcome::Deleted(_)
+        ));
+        assert_eq!(
+            s.delete_file("file-a").await.unwrap(),
+            DeleteOutcome::NotFound
+        );
         assert!(s.file("file-a").await.unwrap().is_none());
     }
 }

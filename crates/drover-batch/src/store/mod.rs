@@ -80,23 +80,35 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, BatchError> {
-        let db = |source| BatchError::Db { path: path.to_path_buf(), source };
+        let db = |source| BatchError::Db {
+            path: path.to_path_buf(),
+            source,
+        };
         let conn = Connection::open(path).map_err(db)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
-        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(db)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(db)?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(target: "drover::batch", "SQLite kept journal_mode={mode} (WAL unsupported on this filesystem?)");
         }
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;").map_err(db)?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db)?;
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(db)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db)?;
         if version > SCHEMA_VERSION {
             return Err(db(rusqlite::Error::InvalidParameterName(format!(
                 "schema version {version} is newer than this drover understands ({SCHEMA_VERSION}): upgrade drover"
             ))));
         }
         conn.execute_batch(SCHEMA).map_err(db)?;
-        conn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}")).map_err(db)?;
-        Ok(Store { conn: Arc::new(Mutex::new(conn)), path: Arc::new(path.to_path_buf()) })
+        conn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
+            .map_err(db)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Arc::new(path.to_path_buf()),
+        })
     }
 
     /// Runs `f` on the connection, off the async runtime.
@@ -114,7 +126,10 @@ impl Store {
         })
         .await
         .expect("database task panicked");
-        result.map_err(|source| BatchError::Db { path: (*self.path).clone(), source })
+        result.map_err(|source| BatchError::Db {
+            path: (*self.path).clone(),
+            source,
+        })
     }
 }
 

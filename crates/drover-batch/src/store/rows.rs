@@ -65,7 +65,10 @@ impl Status {
 
     /// Whether nothing more will happen to the batch.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Status::Failed | Status::Completed | Status::Expired | Status::Cancelled)
+        matches!(
+            self,
+            Status::Failed | Status::Completed | Status::Expired | Status::Cancelled
+        )
     }
 }
 

@@ -34,13 +34,25 @@ pub struct SamplingParams {
 impl SamplingParams {
     /// Validates the request's sampling fields.
     pub fn from_request(request: &GenRequest) -> Result<Self, Refusal> {
-        let raw_f32 = |name: &str| request.raw.get(name).and_then(serde_json::Value::as_f64).map(|v| v as f32);
+        let raw_f32 = |name: &str| {
+            request
+                .raw
+                .get(name)
+                .and_then(serde_json::Value::as_f64)
+                .map(|v| v as f32)
+        };
         let params = SamplingParams {
             // Absent means greedy (OpenAI's default is 1): batch jobs want repeatable answers, and a
             // small model sampled at temperature 1 drifts off topic within a sentence.
             temperature: request.temperature.unwrap_or(0.0),
             top_p: request.top_p.unwrap_or(1.0),
-            top_k: request.raw.get("top_k").and_then(serde_json::Value::as_i64).map_or(0, |k| k.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32),
+            top_k: request
+                .raw
+                .get("top_k")
+                .and_then(serde_json::Value::as_i64)
+                .map_or(0, |k| {
+                    k.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+                }),
             min_p: raw_f32("min_p").unwrap_or(0.0),
             frequency_penalty: raw_f32("frequency_penalty").unwrap_or(0.0),
             presence_penalty: raw_f32("presence_penalty").unwrap_or(0.0),
@@ -54,25 +66,40 @@ impl SamplingParams {
     fn validate(&self) -> Result<(), Refusal> {
         let bad = |msg: String| Err(Refusal::BadRequest(msg));
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return bad(format!("temperature must be non-negative, got {}.", self.temperature));
+            return bad(format!(
+                "temperature must be non-negative, got {}.",
+                self.temperature
+            ));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return bad(format!("top_p must be in (0, 1], got {}.", self.top_p));
         }
         if self.top_k < -1 {
-            return bad(format!("top_k must be -1 (disable), or at least 1, got {}.", self.top_k));
+            return bad(format!(
+                "top_k must be -1 (disable), or at least 1, got {}.",
+                self.top_k
+            ));
         }
         if !(0.0..=1.0).contains(&self.min_p) {
             return bad(format!("min_p must be in [0, 1], got {}.", self.min_p));
         }
         if !(-2.0..=2.0).contains(&self.frequency_penalty) {
-            return bad(format!("frequency_penalty must be in [-2, 2], got {}.", self.frequency_penalty));
+            return bad(format!(
+                "frequency_penalty must be in [-2, 2], got {}.",
+                self.frequency_penalty
+            ));
         }
         if !(-2.0..=2.0).contains(&self.presence_penalty) {
-            return bad(format!("presence_penalty must be in [-2, 2], got {}.", self.presence_penalty));
+            return bad(format!(
+                "presence_penalty must be in [-2, 2], got {}.",
+                self.presence_penalty
+            ));
         }
         if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
-            return bad(format!("repetition_penalty must be greater than zero, got {}.", self.repetition_penalty));
+            return bad(format!(
+                "repetition_penalty must be greater than zero, got {}.",
+                self.repetition_penalty
+            ));
         }
         Ok(())
     }
@@ -84,7 +111,9 @@ impl SamplingParams {
 
     /// Any of the repetition penalties is active.
     pub fn has_penalties(&self) -> bool {
-        self.frequency_penalty != 0.0 || self.presence_penalty != 0.0 || self.repetition_penalty != 1.0
+        self.frequency_penalty != 0.0
+            || self.presence_penalty != 0.0
+            || self.repetition_penalty != 1.0
     }
 }
 
@@ -92,7 +121,11 @@ impl SamplingParams {
 /// equal seeds give equal samples.
 fn fold_seed(seed: u64) -> u32 {
     let folded = (seed ^ (seed >> 32)) as u32;
-    if folded == LLAMA_RANDOM_SEED { folded - 1 } else { folded }
+    if folded == LLAMA_RANDOM_SEED {
+        folded - 1
+    } else {
+        folded
+    }
 }
 
 /// A seed for requests without one (fresh per request, like vLLM's unseeded sampling).
@@ -111,7 +144,10 @@ mod tests {
             id: "t".into(),
             prompt: Prompt::Text("x".into()),
             max_tokens: None,
-            temperature: body.get("temperature").and_then(|v| v.as_f64()).map(|v| v as f32),
+            temperature: body
+                .get("temperature")
+                .and_then(|v| v.as_f64())
+                .map(|v| v as f32),
             top_p: body.get("top_p").and_then(|v| v.as_f64()).map(|v| v as f32),
             seed: body.get("seed").and_then(|v| v.as_u64()),
             stop: vec![],
@@ -124,9 +160,13 @@ mod tests {
     #[test]
     fn defaults_are_greedy_without_filters() {
         let p = SamplingParams::from_request(&request(serde_json::json!({}))).unwrap();
-        assert_eq!((p.temperature, p.top_p, p.top_k, p.min_p), (0.0, 1.0, 0, 0.0));
+        assert_eq!(
+            (p.temperature, p.top_p, p.top_k, p.min_p),
+            (0.0, 1.0, 0, 0.0)
+        );
         assert!(p.is_greedy() && !p.has_penalties());
-        let p = SamplingParams::from_request(&request(serde_json::json!({"temperature": 0.7}))).unwrap();
+        let p = SamplingParams::from_request(&request(serde_json::json!({"temperature": 0.7})))
+            .unwrap();
         assert!(!p.is_greedy());
     }
 
@@ -136,21 +176,36 @@ mod tests {
         let p = SamplingParams::from_request(&request(body.clone())).unwrap();
         assert!(p.is_greedy() && p.has_penalties());
         assert_eq!(p.top_k, 5);
-        assert_eq!(p.seed, SamplingParams::from_request(&request(body)).unwrap().seed);
+        assert_eq!(
+            p.seed,
+            SamplingParams::from_request(&request(body)).unwrap().seed
+        );
         assert_ne!(fold_seed(u64::from(u32::MAX)), LLAMA_RANDOM_SEED);
     }
 
     #[test]
     fn out_of_range_values_are_refused_with_vllm_messages() {
         for (body, needle) in [
-            (serde_json::json!({"temperature": -0.5}), "temperature must be non-negative"),
+            (
+                serde_json::json!({"temperature": -0.5}),
+                "temperature must be non-negative",
+            ),
             (serde_json::json!({"top_p": 0.0}), "top_p must be in (0, 1]"),
             (serde_json::json!({"top_p": 1.5}), "top_p must be in (0, 1]"),
             (serde_json::json!({"top_k": -3}), "top_k must be -1"),
             (serde_json::json!({"min_p": 2}), "min_p must be in [0, 1]"),
-            (serde_json::json!({"presence_penalty": 3}), "presence_penalty"),
-            (serde_json::json!({"frequency_penalty": -2.5}), "frequency_penalty"),
-            (serde_json::json!({"repetition_penalty": 0}), "repetition_penalty"),
+            (
+                serde_json::json!({"presence_penalty": 3}),
+                "presence_penalty",
+            ),
+            (
+                serde_json::json!({"frequency_penalty": -2.5}),
+                "frequency_penalty",
+            ),
+            (
+                serde_json::json!({"repetition_penalty": 0}),
+                "repetition_penalty",
+            ),
         ] {
             let err = SamplingParams::from_request(&request(body.clone())).unwrap_err();
             assert!(matches!(err, Refusal::BadRequest(_)), "{body}: {err}");

@@ -39,11 +39,15 @@ impl TokenPicker {
         grammar: Option<&str>,
         ban_tokens: &[LlamaToken],
     ) -> Result<Self, llama_cpp_2::GrammarError> {
-        let grammar = grammar.map(|g| LlamaSampler::grammar(model, g, "root")).transpose()?;
+        let grammar = grammar
+            .map(|g| LlamaSampler::grammar(model, g, "root"))
+            .transpose()?;
         let mut chain = Vec::new();
         if !ban_tokens.is_empty() {
-            let biases: Vec<LlamaLogitBias> =
-                ban_tokens.iter().map(|&t| LlamaLogitBias::new(t, f32::NEG_INFINITY)).collect();
+            let biases: Vec<LlamaLogitBias> = ban_tokens
+                .iter()
+                .map(|&t| LlamaLogitBias::new(t, f32::NEG_INFINITY))
+                .collect();
             chain.push(LlamaSampler::logit_bias(model.n_vocab(), &biases));
         }
         if params.has_penalties() {
@@ -70,7 +74,10 @@ impl TokenPicker {
             chain.push(LlamaSampler::temp(params.temperature));
             chain.push(LlamaSampler::dist(params.seed));
         }
-        Ok(TokenPicker { chain: LlamaSampler::chain_simple(chain), grammar })
+        Ok(TokenPicker {
+            chain: LlamaSampler::chain_simple(chain),
+            grammar,
+        })
     }
 
     /// Picks the next token from logits row `row` of the last decode, and records it in the
@@ -87,7 +94,9 @@ impl TokenPicker {
                 let mut candidates = ctx.token_data_array_ith(row);
                 candidates.apply_sampler(grammar);
                 candidates.apply_sampler(&mut self.chain);
-                candidates.selected_token().expect("the final sampler selects a token")
+                candidates
+                    .selected_token()
+                    .expect("the final sampler selects a token")
             }
         };
         grammar.accept(token);

@@ -72,7 +72,9 @@ impl Scheduler<'_> {
 
             let before = waiting.len();
             waiting.retain(|a| !a.events.is_closed());
-            self.shared.waiting.fetch_sub((before - waiting.len()) as u64, Relaxed);
+            self.shared
+                .waiting
+                .fetch_sub((before - waiting.len()) as u64, Relaxed);
             for slot in slots.iter_mut() {
                 if slot.as_ref().is_some_and(Sequence::is_cancelled) {
                     let seq = slot.take().expect("checked above");
@@ -99,11 +101,19 @@ impl Scheduler<'_> {
                 continue;
             }
             self.shared.steps.fetch_add(1, Relaxed);
-            self.shared.peak_batch_sequences.fetch_max(participants.len() as u64, Relaxed);
-            tracing::trace!(sequences = participants.len(), tokens = batch.n_tokens(), "decode step");
+            self.shared
+                .peak_batch_sequences
+                .fetch_max(participants.len() as u64, Relaxed);
+            tracing::trace!(
+                sequences = participants.len(),
+                tokens = batch.n_tokens(),
+                "decode step"
+            );
 
             for id in participants {
-                let Some(seq) = slots[id].as_mut() else { continue };
+                let Some(seq) = slots[id].as_mut() else {
+                    continue;
+                };
                 let sampled = seq.row.is_some();
                 if seq.sample(&self.ctx, self.model) == Progress::Finished {
                     let seq = slots[id].take().expect("just used");
@@ -126,9 +136,12 @@ impl Scheduler<'_> {
     /// Moves waiting requests into free slots, oldest first.
     fn admit(&mut self, slots: &mut [Option<Sequence>], waiting: &mut VecDeque<Admission>) {
         while let Some(free) = slots.iter().position(Option::is_none) {
-            let Some(admission) = waiting.pop_front() else { break };
+            let Some(admission) = waiting.pop_front() else {
+                break;
+            };
             self.shared.waiting.fetch_sub(1, Relaxed);
-            if let Some(seq) = Sequence::start(admission, free as i32, self.model, &self.eog_tokens) {
+            if let Some(seq) = Sequence::start(admission, free as i32, self.model, &self.eog_tokens)
+            {
                 tracing::debug!(request = %seq.request_id, slot = free, prompt_tokens = seq.prompt_len(), "admitted");
                 slots[free] = Some(seq);
                 self.shared.running.fetch_add(1, Relaxed);
@@ -145,7 +158,9 @@ impl Scheduler<'_> {
         for (id, slot) in slots.iter_mut().enumerate() {
             let Some(seq) = slot.as_mut() else { continue };
             if let Some(token) = seq.take_pending() {
-                batch.add(token, seq.pos - 1, &[seq.id], true).expect("n_batch >= parallel");
+                batch
+                    .add(token, seq.pos - 1, &[seq.id], true)
+                    .expect("n_batch >= parallel");
                 seq.row = Some(batch.n_tokens() - 1);
                 participants.push(id);
             }
@@ -162,12 +177,16 @@ impl Scheduler<'_> {
             let complete = seq.advance_prefill(chunk_len);
             for (i, token) in chunk.iter().enumerate() {
                 let last = complete && i + 1 == chunk_len;
-                batch.add(*token, start + i as i32, &[seq.id], last).expect("chunk fits the batch");
+                batch
+                    .add(*token, start + i as i32, &[seq.id], last)
+                    .expect("chunk fits the batch");
             }
             if complete {
                 seq.row = Some(batch.n_tokens() - 1);
             }
-            self.shared.prompt_tokens.fetch_add(chunk_len as u64, Relaxed);
+            self.shared
+                .prompt_tokens
+                .fetch_add(chunk_len as u64, Relaxed);
             participants.push(id);
         }
         participants

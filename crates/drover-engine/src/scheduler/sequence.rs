@@ -47,13 +47,29 @@ pub(super) struct Sequence {
 impl Sequence {
     /// Takes `admission` into slot `id`; `None` (after telling the client why) if its sampler
     /// cannot be built.
-    pub fn start(admission: Admission, id: i32, model: &LlamaModel, eog_tokens: &[LlamaToken]) -> Option<Self> {
+    pub fn start(
+        admission: Admission,
+        id: i32,
+        model: &LlamaModel,
+        eog_tokens: &[LlamaToken],
+    ) -> Option<Self> {
         // With a grammar, end-of-generation is how a complete value ends: never ban it then.
-        let ban: &[LlamaToken] = if admission.ignore_eos && admission.grammar.is_none() { eog_tokens } else { &[] };
-        let picker = match TokenPicker::new(model, &admission.sampling, admission.grammar.as_deref(), ban) {
+        let ban: &[LlamaToken] = if admission.ignore_eos && admission.grammar.is_none() {
+            eog_tokens
+        } else {
+            &[]
+        };
+        let picker = match TokenPicker::new(
+            model,
+            &admission.sampling,
+            admission.grammar.as_deref(),
+            ban,
+        ) {
             Ok(s) => s,
             Err(e) => {
-                let _ = admission.events.try_send(GenEvent::Error(format!("could not build the grammar sampler: {e}")));
+                let _ = admission.events.try_send(GenEvent::Error(format!(
+                    "could not build the grammar sampler: {e}"
+                )));
                 return None;
             }
         };
@@ -105,7 +121,9 @@ impl Sequence {
 
     /// Samples from this sequence's logits row and streams the result.
     pub fn sample(&mut self, ctx: &LlamaContext<'_>, model: &LlamaModel) -> Progress {
-        let Some(row) = self.row.take() else { return Progress::Continue };
+        let Some(row) = self.row.take() else {
+            return Progress::Continue;
+        };
         let vocab = model.vocab();
         let token = self.picker.pick(ctx, row);
         self.generated += 1;
@@ -115,10 +133,12 @@ impl Sequence {
             let piece = vocab.token_to_piece(token, false, None);
             match self.text.push(&piece) {
                 StopOutcome::Stopped(text) => (text, Some(FinishReason::Stop)),
-                StopOutcome::Continue(text) if self.generated >= self.max_tokens => match self.text.finish() {
-                    StopOutcome::Continue(rest) => (text + &rest, Some(FinishReason::Length)),
-                    StopOutcome::Stopped(rest) => (text + &rest, Some(FinishReason::Stop)),
-                },
+                StopOutcome::Continue(text) if self.generated >= self.max_tokens => {
+                    match self.text.finish() {
+                        StopOutcome::Continue(rest) => (text + &rest, Some(FinishReason::Length)),
+                        StopOutcome::Stopped(rest) => (text + &rest, Some(FinishReason::Stop)),
+                    }
+                }
                 StopOutcome::Continue(text) => (text, None),
             }
         };
@@ -127,7 +147,11 @@ impl Sequence {
         }
         match finish {
             Some(finish_reason) => {
-                self.send(GenEvent::Done { finish_reason, completion_tokens: self.generated, cached_tokens: 0 });
+                self.send(GenEvent::Done {
+                    finish_reason,
+                    completion_tokens: self.generated,
+                    cached_tokens: 0,
+                });
                 Progress::Finished
             }
             None => {

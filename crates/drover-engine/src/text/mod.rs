@@ -17,7 +17,10 @@ pub struct TextStream {
 impl TextStream {
     /// A stream that ends at the first of `stops`.
     pub fn new(stops: &[String]) -> Self {
-        TextStream { utf8: Utf8Buffer::default(), stop: StopMatcher::new(stops) }
+        TextStream {
+            utf8: Utf8Buffer::default(),
+            stop: StopMatcher::new(stops),
+        }
     }
 
     /// Feeds one token's bytes.
@@ -46,7 +49,10 @@ mod tests {
         let crab = "🦀".as_bytes();
         let mut stream = TextStream::new(&["🦀".to_owned()]);
         assert_eq!(stream.push(b"hi "), StopOutcome::Continue("hi ".into()));
-        assert_eq!(stream.push(&crab[..2]), StopOutcome::Continue(String::new()));
+        assert_eq!(
+            stream.push(&crab[..2]),
+            StopOutcome::Continue(String::new())
+        );
         assert_eq!(stream.push(&crab[2..]), StopOutcome::Stopped(String::new()));
     }
 

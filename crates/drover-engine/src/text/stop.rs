@@ -35,7 +35,10 @@ pub struct StopMatcher {
 impl StopMatcher {
     /// A matcher for `stops`; empty strings are ignored (they would stop before any text).
     pub fn new(stops: &[String]) -> Self {
-        StopMatcher { stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(), held: String::new() }
+        StopMatcher {
+            stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            held: String::new(),
+        }
     }
 
     /// Feeds newly generated text.
@@ -46,7 +49,12 @@ impl StopMatcher {
         self.held.push_str(text);
         // Every possible start of a stop string is still in `held` (see `held_tail`), so the
         // earliest match is found here even when it spans tokens.
-        if let Some(at) = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min() {
+        if let Some(at) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
+        {
             let before = self.held[..at].to_owned();
             self.held.clear();
             return StopOutcome::Stopped(before);
@@ -118,7 +126,10 @@ mod tests {
         let mut m = matcher(&["\n\n"]);
         assert_eq!(m.push("one\n"), StopOutcome::Continue("one".into()));
         assert_eq!(m.push("\ntwo"), StopOutcome::Stopped(String::new()));
-        assert_eq!(run(&["STOP"], &["xS", "T", "O", "P", "y"]), ("x".into(), true));
+        assert_eq!(
+            run(&["STOP"], &["xS", "T", "O", "P", "y"]),
+            ("x".into(), true)
+        );
     }
 
     #[test]
@@ -131,9 +142,15 @@ mod tests {
 
     #[test]
     fn the_earliest_of_several_stops_wins() {
-        assert_eq!(run(&["world", "lo"], &["hello world"]), ("hel".into(), true));
+        assert_eq!(
+            run(&["world", "lo"], &["hello world"]),
+            ("hel".into(), true)
+        );
         // By position in the text, not by order in the list: "abcdef" starts before "cd".
-        assert_eq!(run(&["cd", "abcdef"], &["xxab", "cdef"]), ("xx".into(), true));
+        assert_eq!(
+            run(&["cd", "abcdef"], &["xxab", "cdef"]),
+            ("xx".into(), true)
+        );
     }
 
     #[test]
@@ -145,7 +162,10 @@ mod tests {
 
     #[test]
     fn multibyte_stop_strings_cut_on_character_boundaries() {
-        assert_eq!(run(&["日本"], &["今日", "は日", "本語"]), ("今日は".into(), true));
+        assert_eq!(
+            run(&["日本"], &["今日", "は日", "本語"]),
+            ("今日は".into(), true)
+        );
         assert_eq!(run(&["🦀!"], &["a🦀", "b"]), ("a🦀b".into(), false));
     }
 }

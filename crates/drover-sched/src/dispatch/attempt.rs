@@ -17,7 +17,10 @@ pub(crate) type BackendShared = drover_client::Progress;
 
 /// How an attempt ended.
 pub(crate) enum AttemptResult {
-    Answered { answer: Answer, verdict: Option<Verdict> },
+    Answered {
+        answer: Answer,
+        verdict: Option<Verdict>,
+    },
     Failed(AttemptError),
     /// The attempt's task ended without reporting (panic): treated as a reset.
     Lost,
@@ -42,14 +45,22 @@ struct Reporter {
 impl Reporter {
     fn send(mut self, result: AttemptResult) {
         self.sent = true;
-        let _ = self.tx.send(Done { attempt: self.attempt, result, elapsed: self.start.elapsed() });
+        let _ = self.tx.send(Done {
+            attempt: self.attempt,
+            result,
+            elapsed: self.start.elapsed(),
+        });
     }
 }
 
 impl Drop for Reporter {
     fn drop(&mut self) {
         if !self.sent {
-            let _ = self.tx.send(Done { attempt: self.attempt, result: AttemptResult::Lost, elapsed: self.start.elapsed() });
+            let _ = self.tx.send(Done {
+                attempt: self.attempt,
+                result: AttemptResult::Lost,
+                elapsed: self.start.elapsed(),
+            });
         }
     }
 }
@@ -71,16 +82,34 @@ pub(crate) struct AttemptJob {
 
 impl AttemptJob {
     pub(crate) async fn run(self, attempt: u64, tx: mpsc::UnboundedSender<Done>) {
-        let reporter = Reporter { tx, attempt, start: Instant::now(), sent: false };
+        let reporter = Reporter {
+            tx,
+            attempt,
+            start: Instant::now(),
+            sent: false,
+        };
         let opts = SendOptions {
             request_id: &self.request_id,
             timeout: self.timeout,
             stream: self.stream,
             idle_timeout: self.idle_timeout,
         };
-        let result = match self.client.send(&self.addr, self.task.endpoint, &self.body, &opts, Some(&*self.shared)).await {
+        let result = match self
+            .client
+            .send(
+                &self.addr,
+                self.task.endpoint,
+                &self.body,
+                &opts,
+                Some(&*self.shared),
+            )
+            .await
+        {
             Ok(answer) => {
-                let verdict = self.checker.as_ref().map(|c| c.check(&self.task, &self.body, &answer.body, self.repairs));
+                let verdict = self
+                    .checker
+                    .as_ref()
+                    .map(|c| c.check(&self.task, &self.body, &answer.body, self.repairs));
                 AttemptResult::Answered { answer, verdict }
             }
             Err(e) => AttemptResult::Failed(e),
@@ -92,24 +121,35 @@ impl AttemptJob {
 /// Checks whether an ejected backend may come back: `/health` answers 2xx (or, on servers
 /// without `/health`, `/v1/models` does), and — for a backend ejected for making no progress —
 /// a one-token request completes.
-pub(crate) async fn probe(client: Client, addr: Arc<BackendAddr>, prove_generation: Option<Bytes>) -> bool {
+pub(crate) async fn probe(
+    client: Client,
+    addr: Arc<BackendAddr>,
+    prove_generation: Option<Bytes>,
+) -> bool {
     let timeout = Duration::from_secs(5);
     let healthy = match client.health(&addr, timeout).await {
         Ok(()) => true,
-        Err(e) if matches!(e.failure, Failure::Rejected { status: 404 }) => client.models(&addr, timeout).await.is_ok(),
+        Err(e) if matches!(e.failure, Failure::Rejected { status: 404 }) => {
+            client.models(&addr, timeout).await.is_ok()
+        }
         Err(_) => false,
     };
     if !healthy {
         return false;
     }
-    let Some(body) = prove_generation else { return true };
+    let Some(body) = prove_generation else {
+        return true;
+    };
     let opts = SendOptions {
         request_id: "drover-probe",
         timeout: Duration::from_secs(15),
         stream: false,
         idle_timeout: Duration::from_secs(15),
     };
-    client.send(&addr, Endpoint::ChatCompletions, &body, &opts, None).await.is_ok()
+    client
+        .send(&addr, Endpoint::ChatCompletions, &body, &opts, None)
+        .await
+        .is_ok()
 }
 
 /// Scrapes a backend's metrics every `every` until the loop stops listening.
@@ -127,7 +167,10 @@ pub(crate) async fn scrape_loop(
         if tx.is_closed() {
             return;
         }
-        if let Ok(Some(s)) = client.scrape(&addr, every.max(Duration::from_millis(500)) * 4).await {
+        if let Ok(Some(s)) = client
+            .scrape(&addr, every.max(Duration::from_millis(500)) * 4)
+            .await
+        {
             if tx.send((backend, Instant::now(), s)).is_err() {
                 return;
             }

@@ -20,12 +20,16 @@ const MAX_OVERLOAD_RETRIES: u32 = 100;
 impl Dispatcher {
     pub(super) fn on_done(&mut self, done: Done) {
         // Reports of attempts the loop cancelled itself arrive as `Lost`: their ids are gone.
-        let Some(rec) = self.attempts.remove(&done.attempt) else { return };
+        let Some(rec) = self.attempts.remove(&done.attempt) else {
+            return;
+        };
         let b = rec.backend;
         self.backends[b].in_flight -= 1;
         self.in_flight -= 1;
         self.refresh(b);
-        let Some(ts) = self.tasks.get_mut(&rec.task) else { return };
+        let Some(ts) = self.tasks.get_mut(&rec.task) else {
+            return;
+        };
         ts.forget(done.attempt);
         match done.result {
             AttemptResult::Answered { answer, verdict } => {
@@ -43,7 +47,15 @@ impl Dispatcher {
                 }
                 match verdict.unwrap_or(Verdict::Accept { answer: None }) {
                     Verdict::Accept { answer: parsed } => {
-                        self.finish_success(rec.task, b, &rec.request_id, rec.hedge, answer, parsed, done.elapsed);
+                        self.finish_success(
+                            rec.task,
+                            b,
+                            &rec.request_id,
+                            rec.hedge,
+                            answer,
+                            parsed,
+                            done.elapsed,
+                        );
                     }
                     Verdict::Repair { body } => {
                         ts.repairs += 1;
@@ -66,7 +78,9 @@ impl Dispatcher {
             AttemptResult::Failed(err) => {
                 let live = ts.live;
                 self.blame(b, &err.failure, &err.message);
-                let Some(ts) = self.tasks.get_mut(&rec.task) else { return };
+                let Some(ts) = self.tasks.get_mut(&rec.task) else {
+                    return;
+                };
                 ts.last_failure = Some(LastFailure {
                     failure: err.failure,
                     message: err.message,
@@ -116,11 +130,23 @@ impl Dispatcher {
     /// Takes a backend out: its in-flight attempts are cancelled and their tasks sent elsewhere at once.
     pub(super) fn eject(&mut self, b: usize, reason: String) {
         let label = self.backends[b].label.to_string();
-        self.emit(DispatchEvent::Ejected { backend: label, reason: reason.clone() });
-        let victims: Vec<u64> = self.attempts.iter().filter(|(_, r)| r.backend == b).map(|(a, _)| *a).collect();
+        self.emit(DispatchEvent::Ejected {
+            backend: label,
+            reason: reason.clone(),
+        });
+        let victims: Vec<u64> = self
+            .attempts
+            .iter()
+            .filter(|(_, r)| r.backend == b)
+            .map(|(a, _)| *a)
+            .collect();
         for a in victims {
-            let Some(rec) = self.cancel_attempt(a) else { continue };
-            let Some(ts) = self.tasks.get_mut(&rec.task) else { continue };
+            let Some(rec) = self.cancel_attempt(a) else {
+                continue;
+            };
+            let Some(ts) = self.tasks.get_mut(&rec.task) else {
+                continue;
+            };
             if ts.last_failure.is_none() {
                 ts.last_failure = Some(LastFailure {
                     failure: Failure::Reset,
@@ -147,8 +173,14 @@ impl Dispatcher {
     }
 
     fn retry_or_fail(&mut self, task_id: u64, b: usize, latency: Option<Duration>) {
-        let Some(ts) = self.tasks.get_mut(&task_id) else { return };
-        let failure = ts.last_failure.as_ref().map(|f| f.failure.clone()).unwrap_or(Failure::Reset);
+        let Some(ts) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
+        let failure = ts
+            .last_failure
+            .as_ref()
+            .map(|f| f.failure.clone())
+            .unwrap_or(Failure::Reset);
         if self.stopping && failure.is_transient() {
             self.tasks.remove(&task_id);
             self.report.unfinished += 1;
@@ -158,7 +190,8 @@ impl Dispatcher {
             ts.overloaded += 1;
         }
         let counted = ts.attempts - ts.overloaded.min(ts.attempts);
-        let overload_retry = matches!(failure, Failure::Overloaded { .. }) && ts.overloaded <= MAX_OVERLOAD_RETRIES;
+        let overload_retry =
+            matches!(failure, Failure::Overloaded { .. }) && ts.overloaded <= MAX_OVERLOAD_RETRIES;
         if overload_retry || self.cfg.retry.should_retry(&failure, counted) {
             ts.avoid = Some(b);
             let wait = self.cfg.retry.backoff(&failure, ts.attempts, &mut self.rng);
@@ -171,7 +204,9 @@ impl Dispatcher {
 
     /// Cancels the other live attempts of a task (its hedge or original).
     fn cancel_siblings(&mut self, task_id: u64) {
-        let Some(ts) = self.tasks.get(&task_id) else { return };
+        let Some(ts) = self.tasks.get(&task_id) else {
+            return;
+        };
         let (ids, n) = (ts.live_ids, usize::from(ts.live));
         for &a in ids.iter().take(n) {
             self.cancel_attempt(a);
@@ -190,10 +225,16 @@ impl Dispatcher {
         latency: Duration,
     ) {
         self.cancel_siblings(task_id);
-        let Some(ts) = self.tasks.remove(&task_id) else { return };
+        let Some(ts) = self.tasks.remove(&task_id) else {
+            return;
+        };
         self.outbox.push_back(Finished {
             task: ts.task,
-            outcome: Outcome::Success { status: answer.status, body: answer.body, answer: parsed },
+            outcome: Outcome::Success {
+                status: answer.status,
+                body: answer.body,
+                answer: parsed,
+            },
             request_id: request_id.to_string(),
             backend: Some(self.backends[b].label.clone()),
             backend_index: Some(b),
@@ -208,7 +249,9 @@ impl Dispatcher {
 
     pub(super) fn finish_failed(&mut self, task_id: u64, latency: Option<Duration>) {
         self.cancel_siblings(task_id);
-        let Some(ts) = self.tasks.remove(&task_id) else { return };
+        let Some(ts) = self.tasks.remove(&task_id) else {
+            return;
+        };
         let last = ts.last_failure.unwrap_or(LastFailure {
             failure: Failure::NoBackend,
             message: "no attempt was made".into(),
@@ -223,7 +266,11 @@ impl Dispatcher {
         };
         self.outbox.push_back(Finished {
             task: ts.task,
-            outcome: Outcome::Failed { failure: last.failure, message, body: last.body },
+            outcome: Outcome::Failed {
+                failure: last.failure,
+                message,
+                body: last.body,
+            },
             request_id: last.request_id,
             backend: backend.map(Arc::from),
             backend_index: self.backends.get(last.backend).map(|_| last.backend),
@@ -242,7 +289,9 @@ impl Dispatcher {
             let waited = humantime::format_duration(self.cfg.max_wait);
             ts.last_failure = Some(LastFailure {
                 failure: Failure::NoBackend,
-                message: format!("no backend was up for {waited} (--max-wait); resume with --retry-failed once the fleet is back"),
+                message: format!(
+                    "no backend was up for {waited} (--max-wait); resume with --retry-failed once the fleet is back"
+                ),
                 body: None,
                 backend: usize::MAX,
                 request_id: String::new(),

@@ -29,7 +29,9 @@ use crate::check::AnswerCheck;
 use crate::config::{DispatchConfig, Mode, StreamPolicy};
 use crate::limit::{AdaptiveLimit, Limit, ServerView};
 use crate::pick::{AvailSet, p2c, round_robin};
-use crate::view::{BackendSpec, BackendState, BackendStatus, DispatchEvent, FleetSnapshot, Finished};
+use crate::view::{
+    BackendSpec, BackendState, BackendStatus, DispatchEvent, Finished, FleetSnapshot,
+};
 
 use attempt::{AttemptJob, BackendShared, Done};
 
@@ -245,7 +247,12 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// A dispatcher over `backends`. `checker` judges answers (structured output).
-    pub fn new(cfg: DispatchConfig, client: Client, backends: Vec<BackendSpec>, checker: Option<Arc<dyn AnswerCheck>>) -> Dispatcher {
+    pub fn new(
+        cfg: DispatchConfig,
+        client: Client,
+        backends: Vec<BackendSpec>,
+        checker: Option<Arc<dyn AnswerCheck>>,
+    ) -> Dispatcher {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (scrape_tx, scrape_rx) = mpsc::unbounded_channel();
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
@@ -298,10 +305,15 @@ impl Dispatcher {
         let streaming = match self.cfg.stream {
             StreamPolicy::Always => true,
             StreamPolicy::Never => false,
-            StreamPolicy::Auto => !spec.signals.as_ref().is_some_and(|s| s.generation_tokens.is_some()),
+            StreamPolicy::Auto => !spec
+                .signals
+                .as_ref()
+                .is_some_and(|s| s.generation_tokens.is_some()),
         };
         let limit = match self.cfg.mode {
-            Mode::Adaptive => Limit::Adaptive(Box::new(AdaptiveLimit::new(self.cfg.adaptive.clone()))),
+            Mode::Adaptive => {
+                Limit::Adaptive(Box::new(AdaptiveLimit::new(self.cfg.adaptive.clone())))
+            }
             _ => Limit::Unlimited,
         };
         // Discovery's scrape counts as the first: the KV size it carries sizes the first limit.
@@ -358,7 +370,10 @@ impl Dispatcher {
     }
 
     fn global_room(&self) -> bool {
-        self.cfg.mode.global_limit().is_none_or(|g| self.in_flight < g)
+        self.cfg
+            .mode
+            .global_limit()
+            .is_none_or(|g| self.in_flight < g)
     }
 
     fn pending_work(&self) -> bool {
@@ -378,7 +393,9 @@ impl Dispatcher {
             if self.finished_all() {
                 break;
             }
-            let want_input = !self.input_closed && !self.stopping && self.queue.len() < self.cfg.lookahead.max(1);
+            let want_input = !self.input_closed
+                && !self.stopping
+                && self.queue.len() < self.cfg.lookahead.max(1);
             let next_retry = self.delayed.peek().map(|Reverse((t, _))| *t);
             tokio::select! {
                 biased;
@@ -455,18 +472,21 @@ impl Dispatcher {
         });
         let cost = task.cost_estimate();
         let body = task.body.clone();
-        self.tasks.insert(id, TaskState {
-            task: Arc::new(task),
-            live_ids: [u64::MAX; 2],
-            body,
-            attempts: 0,
-            overloaded: 0,
-            hedges: 0,
-            repairs: 0,
-            live: 0,
-            avoid: None,
-            last_failure: None,
-        });
+        self.tasks.insert(
+            id,
+            TaskState {
+                task: Arc::new(task),
+                live_ids: [u64::MAX; 2],
+                body,
+                attempts: 0,
+                overloaded: 0,
+                hedges: 0,
+                repairs: 0,
+                live: 0,
+                avoid: None,
+                last_failure: None,
+            },
+        );
         if self.failing_all {
             self.fail_no_backend(id);
         } else {
@@ -494,7 +514,9 @@ impl Dispatcher {
                 }
             }
         }
-        if self.pending_work() || (!self.input_closed && self.queue.len() >= self.cfg.lookahead.max(1)) {
+        if self.pending_work()
+            || (!self.input_closed && self.queue.len() >= self.cfg.lookahead.max(1))
+        {
             self.backlog = true;
         }
     }
@@ -513,7 +535,9 @@ impl Dispatcher {
     }
 
     fn launch(&mut self, task_id: u64, b: usize, hedge: bool) {
-        let Some(ts) = self.tasks.get_mut(&task_id) else { return };
+        let Some(ts) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
         if hedge {
             ts.hedges += 1;
         } else {
@@ -545,7 +569,17 @@ impl Dispatcher {
             checker: self.checker.clone(),
         };
         let abort = tokio::spawn(job.run(attempt, self.done_tx.clone())).abort_handle();
-        self.attempts.insert(attempt, AttemptRec { task: task_id, backend: b, started: Instant::now(), hedge, abort, request_id });
+        self.attempts.insert(
+            attempt,
+            AttemptRec {
+                task: task_id,
+                backend: b,
+                started: Instant::now(),
+                hedge,
+                abort,
+                request_id,
+            },
+        );
         self.refresh(b);
     }
 
@@ -578,7 +612,11 @@ impl Dispatcher {
     fn stop(&mut self) {
         self.stopping = true;
         // Queued and delayed tasks have no record: a resume sends them.
-        let queued: Vec<u64> = self.urgent.drain(..).chain(self.queue.drain_ids()).collect();
+        let queued: Vec<u64> = self
+            .urgent
+            .drain(..)
+            .chain(self.queue.drain_ids())
+            .collect();
         for id in queued {
             self.tasks.remove(&id);
             self.report.unfinished += 1;
@@ -598,7 +636,9 @@ impl Dispatcher {
     }
 
     fn on_scrape(&mut self, b: usize, at: Instant, s: LoadSignals) {
-        let Some(be) = self.backends.get_mut(b) else { return };
+        let Some(be) = self.backends.get_mut(b) else {
+            return;
+        };
         be.engine = Some(s.engine.name());
         be.server = Some(ServerView {
             at: Some(at),
@@ -612,7 +652,8 @@ impl Dispatcher {
     }
 
     fn on_membership(&mut self, set: Vec<BackendSpec>) {
-        let wanted: HashMap<String, BackendSpec> = set.into_iter().map(|s| (s.addr.base.clone(), s)).collect();
+        let wanted: HashMap<String, BackendSpec> =
+            set.into_iter().map(|s| (s.addr.base.clone(), s)).collect();
         for b in 0..self.backends.len() {
             let be = &mut self.backends[b];
             if !be.removed && !be.draining && !wanted.contains_key(&be.addr.base) {
@@ -623,7 +664,11 @@ impl Dispatcher {
             }
         }
         for (base, spec) in wanted {
-            match self.backends.iter().position(|be| be.addr.base == base && !be.removed) {
+            match self
+                .backends
+                .iter()
+                .position(|be| be.addr.base == base && !be.removed)
+            {
                 Some(b) if self.backends[b].draining => {
                     // Came back before it finished draining.
                     self.backends[b].draining = false;

@@ -43,14 +43,20 @@ impl Dispatcher {
             if !be.takes_work() {
                 continue;
             }
-            let Limit::Adaptive(ctl) = &mut be.limit else { continue };
+            let Limit::Adaptive(ctl) = &mut be.limit else {
+                continue;
+            };
             // A streamed request without its first token is queued or prefilling in the server:
             // for a server without metrics, that is its queue as drover sees it.
             let seen;
             let server = match (&be.server, be.streaming) {
                 (Some(s), _) => Some(s),
                 (None, true) => {
-                    let waiting = be.shared.awaiting_first.load(std::sync::atomic::Ordering::Relaxed).min(be.in_flight as u64) as f64;
+                    let waiting = be
+                        .shared
+                        .awaiting_first
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                        .min(be.in_flight as u64) as f64;
                     seen = ServerView {
                         at: Some(now),
                         running: Some(be.in_flight as f64 - waiting),
@@ -87,7 +93,9 @@ impl Dispatcher {
             let be = &mut self.backends[b];
             let marker = match be.server.as_ref().and_then(|s| s.generation_tokens) {
                 Some(g) => g,
-                None if be.streaming => be.shared.tokens.load(std::sync::atomic::Ordering::Relaxed) as f64,
+                None if be.streaming => {
+                    be.shared.tokens.load(std::sync::atomic::Ordering::Relaxed) as f64
+                }
                 None => continue,
             };
             if be.in_flight == 0 || marker != be.progress.1 || !be.breaker.is_closed() {
@@ -112,7 +120,9 @@ impl Dispatcher {
             if be.removed {
                 continue;
             }
-            let Some(reason) = be.breaker.start_probe(now) else { continue };
+            let Some(reason) = be.breaker.start_probe(now) else {
+                continue;
+            };
             let prove = match reason {
                 OutReason::Stalled => self.cfg.probe_body.clone(),
                 OutReason::Failing(_) => None,
@@ -160,12 +170,18 @@ impl Dispatcher {
         match self.all_down_since {
             None => {
                 self.all_down_since = Some(now);
-                self.emit(DispatchEvent::AllDown { max_wait: self.cfg.max_wait });
+                self.emit(DispatchEvent::AllDown {
+                    max_wait: self.cfg.max_wait,
+                });
             }
             Some(since) if now.duration_since(since) >= self.cfg.max_wait => {
                 self.failing_all = true;
                 self.emit(DispatchEvent::GaveUp);
-                let mut ids: Vec<u64> = self.urgent.drain(..).chain(self.queue.drain_ids()).collect();
+                let mut ids: Vec<u64> = self
+                    .urgent
+                    .drain(..)
+                    .chain(self.queue.drain_ids())
+                    .collect();
                 while let Some(Reverse((_, id))) = self.delayed.pop() {
                     ids.push(id);
                 }
@@ -179,7 +195,8 @@ impl Dispatcher {
 
     /// At the end of the input, copies stragglers to backends that have room.
     fn hedge(&mut self, now: Instant) {
-        if !self.cfg.hedge || self.cfg.mode != Mode::Adaptive || !self.input_closed || self.stopping {
+        if !self.cfg.hedge || self.cfg.mode != Mode::Adaptive || !self.input_closed || self.stopping
+        {
             return;
         }
         if self.pending_work() || self.avail.is_empty() || self.attempts.is_empty() {
@@ -198,17 +215,39 @@ impl Dispatcher {
         let idle_expected = idle.iter().copied().fold(f64::INFINITY, f64::min);
         let slots: usize = (0..self.backends.len())
             .filter(|&b| self.avail.contains(b))
-            .map(|b| self.backends[b].limit.get().saturating_sub(self.backends[b].in_flight))
+            .map(|b| {
+                self.backends[b]
+                    .limit
+                    .get()
+                    .saturating_sub(self.backends[b].in_flight)
+            })
             .sum();
         let candidates: Vec<Candidate> = self
             .attempts
             .iter()
-            .filter(|(_, r)| !r.hedge && self.tasks.get(&r.task).is_some_and(|t| t.live == 1 && t.hedges == 0))
-            .map(|(a, r)| Candidate { attempt: *a, age: now.duration_since(r.started), expected: lat(self.backends[r.backend].latency) })
+            .filter(|(_, r)| {
+                !r.hedge
+                    && self
+                        .tasks
+                        .get(&r.task)
+                        .is_some_and(|t| t.live == 1 && t.hedges == 0)
+            })
+            .map(|(a, r)| Candidate {
+                attempt: *a,
+                age: now.duration_since(r.started),
+                expected: lat(self.backends[r.backend].latency),
+            })
             .collect();
-        let picked = hedge::choose(candidates, Duration::from_secs_f64(idle_expected), Duration::from_secs_f64(fleet), slots);
+        let picked = hedge::choose(
+            candidates,
+            Duration::from_secs_f64(idle_expected),
+            Duration::from_secs_f64(fleet),
+            slots,
+        );
         for a in picked {
-            let Some(rec) = self.attempts.get(&a) else { continue };
+            let Some(rec) = self.attempts.get(&a) else {
+                continue;
+            };
             let (task, from) = (rec.task, rec.backend);
             if let Some(b) = self.pick(Some(from)).filter(|&b| b != from) {
                 self.launch(task, b, true);

@@ -280,7 +280,8 @@ impl AdaptiveLimit {
     }
 
     fn guarded(obs: &Observation<'_>) -> bool {
-        obs.server.is_some_and(|s| s.waiting.is_some() || s.kv_usage.is_some())
+        obs.server
+            .is_some_and(|s| s.waiting.is_some() || s.kv_usage.is_some())
     }
 
     fn epoch_len(&self, obs: &Observation<'_>) -> Duration {
@@ -316,7 +317,9 @@ impl AdaptiveLimit {
         let ep = self.epoch.get_or_insert_with(|| Epoch::new(obs.now));
         if ep.ticks == 0 {
             ep.len = len;
-            let settle = len.mul_f64(settle_fraction).max(Duration::from_secs_f64(if obs.client_tokens_live { ttft } else { 0.0 }));
+            let settle = len.mul_f64(settle_fraction).max(Duration::from_secs_f64(
+                if obs.client_tokens_live { ttft } else { 0.0 },
+            ));
             ep.settle_at = obs.now + settle;
             ep.end_at = obs.now + len;
         }
@@ -324,7 +327,10 @@ impl AdaptiveLimit {
         ep.full_ticks += u32::from(full);
         // Measure only once what was sent after a change is running: a burst of new prompts
         // is prefilled (and queued) first, and that transient is not the new limit's rate.
-        let caught_up = obs.server.and_then(|s| s.waiting).is_none_or(|w| w <= 0.1 * obs.in_flight as f64)
+        let caught_up = obs
+            .server
+            .and_then(|s| s.waiting)
+            .is_none_or(|w| w <= 0.1 * obs.in_flight as f64)
             || obs.now.duration_since(ep.started) >= MAX_SETTLE;
         if ep.first.is_none() {
             if t >= ep.settle_at && caught_up {
@@ -340,7 +346,9 @@ impl AdaptiveLimit {
         // clocks run from the start of the measurement, which may come late after a long settle:
         // measured from the epoch's start, a window shorter than one engine step could close
         // with no token in it and read as zero throughput.
-        let measured = ep.first.map_or(Duration::ZERO, |(t0, _)| t.saturating_duration_since(t0));
+        let measured = ep
+            .first
+            .map_or(Duration::ZERO, |(t0, _)| t.saturating_duration_since(t0));
         let enough = ep.advances >= 3 || measured >= ep.len * 4;
         let measured_long_enough = measured >= ep.len.mul_f64(1.0 - settle_fraction);
         if obs.now >= ep.end_at && enough && measured_long_enough {
@@ -401,13 +409,27 @@ impl AdaptiveLimit {
         let in_flight = obs.in_flight as f64;
         let running = s.running.unwrap_or(0.0);
         let waiting = s.waiting.unwrap_or(0.0);
-        let persists = if s.from_client { CLIENT_QUEUE_PERSISTS } else { QUEUE_PERSISTS };
+        let persists = if s.from_client {
+            CLIENT_QUEUE_PERSISTS
+        } else {
+            QUEUE_PERSISTS
+        };
         if waiting >= 1.0 {
-            let q = self.queue.get_or_insert(QueueWatch { since: at, running_start: running, running_max: running });
+            let q = self.queue.get_or_insert(QueueWatch {
+                since: at,
+                running_start: running,
+                running_max: running,
+            });
             q.running_max = q.running_max.max(running);
             if q.running_max > q.running_start + 0.5 {
-                *q = QueueWatch { since: at, running_start: running, running_max: running };
-            } else if at.saturating_duration_since(q.since) >= persists && in_flight >= self.limit * 0.9 {
+                *q = QueueWatch {
+                    since: at,
+                    running_start: running,
+                    running_max: running,
+                };
+            } else if at.saturating_duration_since(q.since) >= persists
+                && in_flight >= self.limit * 0.9
+            {
                 self.queue = None;
                 let running_ours = (in_flight - waiting).max(self.cfg.min as f64);
                 self.cut(running_ours, obs.now, "server queue persists");
@@ -417,7 +439,11 @@ impl AdaptiveLimit {
         }
         if let Some(kv) = s.kv_usage {
             if kv > self.cfg.kv_ceiling && in_flight > 0.0 {
-                self.cut(in_flight * self.cfg.kv_ceiling / kv, obs.now, "KV cache nearly full");
+                self.cut(
+                    in_flight * self.cfg.kv_ceiling / kv,
+                    obs.now,
+                    "KV cache nearly full",
+                );
             }
         }
     }
@@ -425,7 +451,9 @@ impl AdaptiveLimit {
     /// How much the limit could grow before the KV cache reaches its ceiling, judged from the
     /// cache use of what actually runs (∞ without KV figures).
     fn kv_room(&self, obs: &Observation<'_>) -> f64 {
-        let Some(s) = obs.server else { return f64::INFINITY };
+        let Some(s) = obs.server else {
+            return f64::INFINITY;
+        };
         match (s.kv_usage, s.running) {
             (Some(kv), Some(running)) if kv > 0.01 && running >= 1.0 => {
                 let per_request = kv / running;
@@ -440,7 +468,9 @@ impl AdaptiveLimit {
     /// use show what the current limit costs. During a burst of prefills it lags behind.
     fn server_caught_up(&self, obs: &Observation<'_>) -> bool {
         match obs.server.and_then(|s| s.running) {
-            Some(running) => running >= 0.9 * obs.in_flight as f64 && obs.in_flight as f64 >= 0.9 * self.limit,
+            Some(running) => {
+                running >= 0.9 * obs.in_flight as f64 && obs.in_flight as f64 >= 0.9 * self.limit
+            }
             None => true,
         }
     }
@@ -454,7 +484,11 @@ impl AdaptiveLimit {
                 return;
             }
             let mean = trial.rates[..trial.needed].iter().sum::<f64>() / trial.needed as f64;
-            let need = if guarded { 1.0 - 0.10 } else { 1.0 + self.cfg.probe_gain };
+            let need = if guarded {
+                1.0 - 0.10
+            } else {
+                1.0 + self.cfg.probe_gain
+            };
             if mean < trial.base_rate * need {
                 self.set(trial.base_limit, obs.now, "change did not pay");
                 self.cooldown = 2;
@@ -467,7 +501,11 @@ impl AdaptiveLimit {
         }
         match self.phase {
             Phase::Startup => {
-                let need = if guarded { self.cfg.growth_gain_guarded } else { self.cfg.growth_gain };
+                let need = if guarded {
+                    self.cfg.growth_gain_guarded
+                } else {
+                    self.cfg.growth_gain
+                };
                 match self.prev {
                     Some((prev_limit, prev_rate)) if rate < prev_rate * (1.0 + need) => {
                         if rate < prev_rate * 0.90 {
@@ -482,7 +520,9 @@ impl AdaptiveLimit {
                             None => 2.0,
                         };
                         self.prev = Some((self.limit, rate));
-                        let target = (self.limit * step).min(self.limit * self.kv_room(obs).max(1.0)).min(self.cfg.max as f64);
+                        let target = (self.limit * step)
+                            .min(self.limit * self.kv_room(obs).max(1.0))
+                            .min(self.cfg.max as f64);
                         if target < self.limit + 1.0 {
                             self.phase = Phase::Steady;
                         } else {
@@ -498,18 +538,38 @@ impl AdaptiveLimit {
                 // Drover's own view always shows a few requests awaiting their first token;
                 // there the level test of `server_caught_up` is the queue check.
                 let no_queue = self.queue.is_none() || obs.server.is_some_and(|s| s.from_client);
-                if room > 1.2 && no_queue && self.server_caught_up(obs) && self.limit < self.cfg.max as f64 {
-                    let target = (self.limit * 1.25).max(self.limit + 1.0).min(self.limit * room);
-                    self.trial = Some(Trial { base_limit: self.limit, base_rate: rate, rates: [0.0; 2], measured: 0, needed: 1 });
+                if room > 1.2
+                    && no_queue
+                    && self.server_caught_up(obs)
+                    && self.limit < self.cfg.max as f64
+                {
+                    let target = (self.limit * 1.25)
+                        .max(self.limit + 1.0)
+                        .min(self.limit * room);
+                    self.trial = Some(Trial {
+                        base_limit: self.limit,
+                        base_rate: rate,
+                        rates: [0.0; 2],
+                        measured: 0,
+                        needed: 1,
+                    });
                     self.set(target, obs.now, "filling towards the KV ceiling");
                 }
             }
             Phase::Steady => {
                 // No server signals: probe upwards now and then, keep only a clear gain.
                 self.steady_epochs += 1;
-                if self.steady_epochs % self.cfg.probe_every == 0 && self.limit < self.cfg.max as f64 {
+                if self.steady_epochs % self.cfg.probe_every == 0
+                    && self.limit < self.cfg.max as f64
+                {
                     let target = (self.limit * 1.25).max(self.limit + 1.0);
-                    self.trial = Some(Trial { base_limit: self.limit, base_rate: rate, rates: [0.0; 2], measured: 0, needed: 2 });
+                    self.trial = Some(Trial {
+                        base_limit: self.limit,
+                        base_rate: rate,
+                        rates: [0.0; 2],
+                        measured: 0,
+                        needed: 2,
+                    });
                     self.set(target, obs.now, "probing up");
                 }
             }
@@ -541,7 +601,17 @@ fn startup_step((l1, x1): (f64, f64), (l2, x2): (f64, f64)) -> f64 {
 
 impl Epoch {
     fn new(now: Instant) -> Epoch {
-        Epoch { started: now, settle_at: now, end_at: now, len: Duration::ZERO, first: None, last_tokens: None, advances: 0, ticks: 0, full_ticks: 0 }
+        Epoch {
+            started: now,
+            settle_at: now,
+            end_at: now,
+            len: Duration::ZERO,
+            first: None,
+            last_tokens: None,
+            advances: 0,
+            ticks: 0,
+            full_ticks: 0,
+        }
     }
 }
 
@@ -602,27 +672,55 @@ mod tests {
     #[test]
     fn climbs_to_the_plateau_on_throughput_alone() {
         let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
-        let mut m = Model { x_max: 10_000.0, knee: 20.0, slots: 4096.0, tokens: 0.0, metrics: false };
+        let mut m = Model {
+            x_max: 10_000.0,
+            knee: 20.0,
+            slots: 4096.0,
+            tokens: 0.0,
+            metrics: false,
+        };
         run(&mut c, &mut m, Instant::now(), 30.0);
         let l = c.limit() as f64;
-        assert!(m.rate(l) >= 0.85 * m.x_max, "limit {l} gives {:.0}", m.rate(l));
+        assert!(
+            m.rate(l) >= 0.85 * m.x_max,
+            "limit {l} gives {:.0}",
+            m.rate(l)
+        );
         assert!(l <= 1024.0);
     }
 
     #[test]
     fn a_server_queue_caps_the_limit_at_its_slots() {
         let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
-        let mut m = Model { x_max: 10_000.0, knee: 1.0, slots: 48.0, tokens: 0.0, metrics: true };
+        let mut m = Model {
+            x_max: 10_000.0,
+            knee: 1.0,
+            slots: 48.0,
+            tokens: 0.0,
+            metrics: true,
+        };
         run(&mut c, &mut m, Instant::now(), 30.0);
         let l = c.limit();
-        assert!((44..=60).contains(&l), "limit {l} should sit at the 48 slots");
+        assert!(
+            (44..=60).contains(&l),
+            "limit {l} should sit at the 48 slots"
+        );
     }
 
     #[test]
     fn flat_throughput_stops_the_climb_early() {
         // A server that gains nothing past 4 in flight (e.g. llama.cpp with 4 slots, no metrics).
-        let mut c = AdaptiveLimit::new(AdaptiveConfig { initial: 2, ..AdaptiveConfig::default() });
-        let mut m = Model { x_max: 200.0, knee: 0.01, slots: 4.0, tokens: 0.0, metrics: false };
+        let mut c = AdaptiveLimit::new(AdaptiveConfig {
+            initial: 2,
+            ..AdaptiveConfig::default()
+        });
+        let mut m = Model {
+            x_max: 200.0,
+            knee: 0.01,
+            slots: 4.0,
+            tokens: 0.0,
+            metrics: false,
+        };
         run(&mut c, &mut m, Instant::now(), 30.0);
         assert!(c.limit() <= 16, "limit {}", c.limit());
         assert_eq!(c.phase(), Phase::Steady);
@@ -632,7 +730,12 @@ mod tests {
     fn kv_capacity_sizes_the_first_limit() {
         let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
         let now = Instant::now();
-        let view = ServerView { at: Some(now), kv_capacity_tokens: Some(400_000.0), waiting: Some(0.0), ..ServerView::default() };
+        let view = ServerView {
+            at: Some(now),
+            kv_capacity_tokens: Some(400_000.0),
+            waiting: Some(0.0),
+            ..ServerView::default()
+        };
         let changed = c.observe(&Observation {
             now,
             in_flight: 0,
@@ -648,11 +751,26 @@ mod tests {
     #[test]
     fn overload_and_kv_pressure_cut_the_limit() {
         let now = Instant::now();
-        let mut c = AdaptiveLimit::new(AdaptiveConfig { initial: 100, ..AdaptiveConfig::default() });
+        let mut c = AdaptiveLimit::new(AdaptiveConfig {
+            initial: 100,
+            ..AdaptiveConfig::default()
+        });
         c.on_overload(now);
         assert_eq!(c.limit(), 75);
-        let view = ServerView { at: Some(now), kv_usage: Some(0.99), ..ServerView::default() };
-        c.observe(&Observation { now, in_flight: 75, backlog: true, client_tokens: 0, client_tokens_live: false, server: Some(&view), task_tokens: None });
+        let view = ServerView {
+            at: Some(now),
+            kv_usage: Some(0.99),
+            ..ServerView::default()
+        };
+        c.observe(&Observation {
+            now,
+            in_flight: 75,
+            backlog: true,
+            client_tokens: 0,
+            client_tokens_live: false,
+            server: Some(&view),
+            task_tokens: None,
+        });
         assert_eq!(c.limit(), 68, "75 * 0.9 / 0.99");
         assert_eq!(c.phase(), Phase::Steady);
     }
@@ -663,7 +781,15 @@ mod tests {
         let mut now = Instant::now();
         for k in 0..200 {
             now += Duration::from_millis(50);
-            c.observe(&Observation { now, in_flight: 1, backlog: false, client_tokens: k * 10, client_tokens_live: true, server: None, task_tokens: None });
+            c.observe(&Observation {
+                now,
+                in_flight: 1,
+                backlog: false,
+                client_tokens: k * 10,
+                client_tokens_live: true,
+                server: None,
+                task_tokens: None,
+            });
         }
         assert_eq!(c.limit(), 16);
     }
@@ -684,7 +810,15 @@ mod tests {
     fn streamed_epochs_wait_for_first_tokens() {
         let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
         c.on_ttft(Duration::from_secs(1));
-        let obs = Observation { now: Instant::now(), in_flight: 16, backlog: true, client_tokens: 0, client_tokens_live: true, server: None, task_tokens: None };
+        let obs = Observation {
+            now: Instant::now(),
+            in_flight: 16,
+            backlog: true,
+            client_tokens: 0,
+            client_tokens_live: true,
+            server: None,
+            task_tokens: None,
+        };
         assert_eq!(c.epoch_len(&obs), Duration::from_secs(3));
     }
 
@@ -692,7 +826,15 @@ mod tests {
     fn completion_counted_epochs_wait_for_latency() {
         let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
         c.on_latency(Duration::from_secs(2));
-        let obs = Observation { now: Instant::now(), in_flight: 16, backlog: true, client_tokens: 0, client_tokens_live: false, server: None, task_tokens: None };
+        let obs = Observation {
+            now: Instant::now(),
+            in_flight: 16,
+            backlog: true,
+            client_tokens: 0,
+            client_tokens_live: false,
+            server: None,
+            task_tokens: None,
+        };
         assert_eq!(c.epoch_len(&obs), Duration::from_secs(4));
     }
 
@@ -717,9 +859,27 @@ mod tests {
                 next_step += step;
             }
             let prefilling = now.duration_since(changed_at) < Duration::from_secs(4);
-            let waiting = if prefilling { in_flight as f64 / 2.0 } else { 0.0 };
-            let view = ServerView { at: Some(now), running: Some(in_flight as f64 - waiting), waiting: Some(waiting), from_client: true, ..ServerView::default() };
-            let obs = Observation { now, in_flight, backlog: true, client_tokens: tokens, client_tokens_live: true, server: Some(&view), task_tokens: Some(330.0) };
+            let waiting = if prefilling {
+                in_flight as f64 / 2.0
+            } else {
+                0.0
+            };
+            let view = ServerView {
+                at: Some(now),
+                running: Some(in_flight as f64 - waiting),
+                waiting: Some(waiting),
+                from_client: true,
+                ..ServerView::default()
+            };
+            let obs = Observation {
+                now,
+                in_flight,
+                backlog: true,
+                client_tokens: tokens,
+                client_tokens_live: true,
+                server: Some(&view),
+                task_tokens: Some(330.0),
+            };
             if c.observe(&obs).is_some() {
                 changed_at = now;
                 limits.push(c.limit());
@@ -727,8 +887,14 @@ mod tests {
         }
         // Up to the plateau (1024 = the configured maximum) it only climbs; around it, probes
         // may come and go.
-        let climb = limits.iter().position(|&l| l >= 900).unwrap_or_else(|| panic!("never reached the plateau: {limits:?}"));
-        assert!(limits[..=climb].windows(2).all(|w| w[1] > w[0]), "the limit went down on the way up: {limits:?}");
+        let climb = limits
+            .iter()
+            .position(|&l| l >= 900)
+            .unwrap_or_else(|| panic!("never reached the plateau: {limits:?}"));
+        assert!(
+            limits[..=climb].windows(2).all(|w| w[1] > w[0]),
+            "the limit went down on the way up: {limits:?}"
+        );
         assert!(c.limit() >= 900, "ended at {} ({limits:?})", c.limit());
     }
 }

@@ -10,7 +10,9 @@ use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 
-use super::svg::{Band, Bar, Chart, Line, LegendItem, Marker, PALETTE, TOTAL, XAxis, fmt_clock, fmt_ms, fmt_num};
+use super::svg::{
+    Band, Bar, Chart, LegendItem, Line, Marker, PALETTE, TOTAL, XAxis, fmt_clock, fmt_ms, fmt_num,
+};
 use crate::record::RunStats;
 use crate::series::{BackendRow, Row, Series};
 
@@ -29,17 +31,31 @@ pub(crate) struct Group {
 pub(crate) fn backend_groups(stats: &RunStats) -> Vec<Group> {
     let mut order: Vec<usize> = (0..stats.backends.len()).collect();
     if order.len() > MAX_LINES {
-        order.sort_by_key(|&i| std::cmp::Reverse(stats.backends[i].completion_tokens + stats.backends[i].ok));
+        order.sort_by_key(|&i| {
+            std::cmp::Reverse(stats.backends[i].completion_tokens + stats.backends[i].ok)
+        });
     }
-    let shown = if order.len() > MAX_LINES { MAX_LINES - 1 } else { order.len() };
+    let shown = if order.len() > MAX_LINES {
+        MAX_LINES - 1
+    } else {
+        order.len()
+    };
     let mut groups: Vec<Group> = order[..shown]
         .iter()
         .enumerate()
-        .map(|(k, &i)| Group { name: stats.backends[i].label.clone(), color: PALETTE[k % PALETTE.len()].into(), members: vec![i] })
+        .map(|(k, &i)| Group {
+            name: stats.backends[i].label.clone(),
+            color: PALETTE[k % PALETTE.len()].into(),
+            members: vec![i],
+        })
         .collect();
     if shown < order.len() {
         let rest = order[shown..].to_vec();
-        groups.push(Group { name: format!("{} other backends", rest.len()), color: "#8c8c8c".into(), members: rest });
+        groups.push(Group {
+            name: format!("{} other backends", rest.len()),
+            color: "#8c8c8c".into(),
+            members: rest,
+        });
     }
     groups
 }
@@ -73,7 +89,11 @@ fn view(series: &Series, wall: f64) -> View {
     let mut slots: Vec<Slot> = (0..n)
         .map(|i| {
             let x0 = i as f64 * w;
-            let x1 = if i + 1 == n && wall > x0 { (x0 + w).min(wall) } else { x0 + w };
+            let x1 = if i + 1 == n && wall > x0 {
+                (x0 + w).min(wall)
+            } else {
+                x0 + w
+            };
             Slot { x0, x1 }
         })
         .collect();
@@ -87,7 +107,11 @@ fn view(series: &Series, wall: f64) -> View {
 }
 
 fn sum_rows<T: std::iter::Sum<T>>(row: &Row, members: &[usize], f: impl Fn(&BackendRow) -> T) -> T {
-    members.iter().filter_map(|&m| row.backends.get(m)).map(f).sum()
+    members
+        .iter()
+        .filter_map(|&m| row.backends.get(m))
+        .map(f)
+        .sum()
 }
 
 fn x_max(series: &Series, wall: f64) -> f64 {
@@ -99,21 +123,54 @@ fn x_max(series: &Series, wall: f64) -> f64 {
 pub(crate) fn throughput(stats: &RunStats, groups: &[Group], wall: f64) -> Chart {
     let series = &stats.series;
     let View { slots, rows } = view(series, wall);
-    let mut c = Chart::new("throughput", "Output tokens per second", "tokens/s", XAxis::Time { max: x_max(series, wall) });
+    let mut c = Chart::new(
+        "throughput",
+        "Output tokens per second",
+        "tokens/s",
+        XAxis::Time {
+            max: x_max(series, wall),
+        },
+    );
     if groups.len() > 1 {
-        let mut total = Line::new("total", TOTAL, rows.iter().zip(&slots).map(|(r, s)| (s.mid(), s.rate(r.tokens as f64))).collect());
+        let mut total = Line::new(
+            "total",
+            TOTAL,
+            rows.iter()
+                .zip(&slots)
+                .map(|(r, s)| (s.mid(), s.rate(r.tokens as f64)))
+                .collect(),
+        );
         total.bold = true;
         c.line(total);
     }
     for g in groups {
-        let pts = rows.iter().zip(&slots).map(|(r, s)| (s.mid(), s.rate(sum_rows(r, &g.members, |b| b.tokens) as f64))).collect();
+        let pts = rows
+            .iter()
+            .zip(&slots)
+            .map(|(r, s)| {
+                (
+                    s.mid(),
+                    s.rate(sum_rows(r, &g.members, |b| b.tokens) as f64),
+                )
+            })
+            .collect();
         c.line(Line::new(&g.name, &g.color, pts));
     }
     c.bands = bands(&slots, |i, s| {
         let r = &rows[i];
-        let mut t = format!("{}–{}: {} tok/s", fmt_clock(s.x0), fmt_clock(s.x1), rate_text(s, r.tokens as f64));
+        let mut t = format!(
+            "{}–{}: {} tok/s",
+            fmt_clock(s.x0),
+            fmt_clock(s.x1),
+            rate_text(s, r.tokens as f64)
+        );
         for g in groups {
-            let _ = write!(t, "\n{}: {}", g.name, rate_text(s, sum_rows(r, &g.members, |b| b.tokens) as f64));
+            let _ = write!(
+                t,
+                "\n{}: {}",
+                g.name,
+                rate_text(s, sum_rows(r, &g.members, |b| b.tokens) as f64)
+            );
         }
         t
     });
@@ -125,10 +182,23 @@ pub(crate) fn throughput(stats: &RunStats, groups: &[Group], wall: f64) -> Chart
 pub(crate) fn tasks(stats: &RunStats, groups: &[Group], wall: f64) -> Chart {
     let series = &stats.series;
     let View { slots, rows } = view(series, wall);
-    let mut c = Chart::new("tasks", "Tasks answered per second", "tasks/s", XAxis::Time { max: x_max(series, wall) });
+    let mut c = Chart::new(
+        "tasks",
+        "Tasks answered per second",
+        "tasks/s",
+        XAxis::Time {
+            max: x_max(series, wall),
+        },
+    );
     if groups.len() > 1 {
-        let mut total =
-            Line::new("total", TOTAL, rows.iter().zip(&slots).map(|(r, s)| (s.mid(), s.rate(f64::from(r.completions)))).collect());
+        let mut total = Line::new(
+            "total",
+            TOTAL,
+            rows.iter()
+                .zip(&slots)
+                .map(|(r, s)| (s.mid(), s.rate(f64::from(r.completions))))
+                .collect(),
+        );
         total.bold = true;
         c.line(total);
     }
@@ -136,15 +206,31 @@ pub(crate) fn tasks(stats: &RunStats, groups: &[Group], wall: f64) -> Chart {
         let pts = rows
             .iter()
             .zip(&slots)
-            .map(|(r, s)| (s.mid(), s.rate(f64::from(sum_rows(r, &g.members, |b| b.completions)))))
+            .map(|(r, s)| {
+                (
+                    s.mid(),
+                    s.rate(f64::from(sum_rows(r, &g.members, |b| b.completions))),
+                )
+            })
             .collect();
         c.line(Line::new(&g.name, &g.color, pts));
     }
     c.bands = bands(&slots, |i, s| {
         let r = &rows[i];
-        let mut t = format!("{}–{}: {} answered/s, {} failed", fmt_clock(s.x0), fmt_clock(s.x1), rate_text(s, f64::from(r.completions)), r.errors);
+        let mut t = format!(
+            "{}–{}: {} answered/s, {} failed",
+            fmt_clock(s.x0),
+            fmt_clock(s.x1),
+            rate_text(s, f64::from(r.completions)),
+            r.errors
+        );
         for g in groups {
-            let _ = write!(t, "\n{}: {}/s", g.name, rate_text(s, f64::from(sum_rows(r, &g.members, |b| b.completions))));
+            let _ = write!(
+                t,
+                "\n{}: {}/s",
+                g.name,
+                rate_text(s, f64::from(sum_rows(r, &g.members, |b| b.completions)))
+            );
         }
         t
     });
@@ -160,17 +246,34 @@ pub(crate) fn concurrency(stats: &RunStats, groups: &[Group], wall: f64) -> Char
         "concurrency",
         "Requests in flight (solid) and concurrency limit (dashed)",
         "requests",
-        XAxis::Time { max: x_max(series, wall) },
+        XAxis::Time {
+            max: x_max(series, wall),
+        },
     );
     let mean_of = |r: &Row, g: &Group, f: fn(&BackendRow) -> Option<f32>| -> Option<f64> {
-        let vals: Vec<f32> = g.members.iter().filter_map(|&m| r.backends.get(m).and_then(f)).collect();
+        let vals: Vec<f32> = g
+            .members
+            .iter()
+            .filter_map(|&m| r.backends.get(m).and_then(f))
+            .collect();
         (!vals.is_empty()).then(|| vals.iter().map(|v| f64::from(*v)).sum())
     };
     for g in groups {
-        let mut l = Line::new(format!("{} in flight", g.name), &g.color, rows.iter().zip(&slots).map(|(r, s)| (s.mid(), mean_of(r, g, BackendRow::in_flight))).collect());
+        let mut l = Line::new(
+            format!("{} in flight", g.name),
+            &g.color,
+            rows.iter()
+                .zip(&slots)
+                .map(|(r, s)| (s.mid(), mean_of(r, g, BackendRow::in_flight)))
+                .collect(),
+        );
         l.join_gaps = true;
         c.line(l);
-        let limit: Vec<_> = rows.iter().zip(&slots).map(|(r, s)| (s.mid(), mean_of(r, g, BackendRow::limit))).collect();
+        let limit: Vec<_> = rows
+            .iter()
+            .zip(&slots)
+            .map(|(r, s)| (s.mid(), mean_of(r, g, BackendRow::limit)))
+            .collect();
         if limit.iter().any(|p| p.1.is_some()) {
             let mut l = Line::new(format!("{} limit", g.name), &g.color, limit);
             l.dashed = true;
@@ -183,7 +286,8 @@ pub(crate) fn concurrency(stats: &RunStats, groups: &[Group], wall: f64) -> Char
         let mut t = format!("{}–{}", fmt_clock(s.x0), fmt_clock(s.x1));
         for g in groups {
             let f = mean_of(r, g, BackendRow::in_flight).map_or("-".into(), |v| format!("{v:.1}"));
-            let l = mean_of(r, g, BackendRow::limit).map_or(String::new(), |v| format!(" (limit {v:.0})"));
+            let l = mean_of(r, g, BackendRow::limit)
+                .map_or(String::new(), |v| format!(" (limit {v:.0})"));
             let _ = write!(t, "\n{}: {f} in flight{l}", g.name);
         }
         t
@@ -196,14 +300,28 @@ pub(crate) fn concurrency(stats: &RunStats, groups: &[Group], wall: f64) -> Char
 pub(crate) fn latency_over_time(stats: &RunStats, groups: &[Group], wall: f64) -> Chart {
     let series = &stats.series;
     let View { slots, rows } = view(series, wall);
-    let mut c = Chart::new("latency-time", "Mean latency of answers over time", "seconds", XAxis::Time { max: x_max(series, wall) });
+    let mut c = Chart::new(
+        "latency-time",
+        "Mean latency of answers over time",
+        "seconds",
+        XAxis::Time {
+            max: x_max(series, wall),
+        },
+    );
     c.y_seconds = true;
     let mean = |r: &Row, g: &Group| -> Option<f64> {
         let n = sum_rows(r, &g.members, |b| b.completions);
         (n > 0).then(|| sum_rows(r, &g.members, |b| b.latency_sum) / f64::from(n))
     };
     for g in groups {
-        let mut l = Line::new(&g.name, &g.color, rows.iter().zip(&slots).map(|(r, s)| (s.mid(), mean(r, g))).collect());
+        let mut l = Line::new(
+            &g.name,
+            &g.color,
+            rows.iter()
+                .zip(&slots)
+                .map(|(r, s)| (s.mid(), mean(r, g)))
+                .collect(),
+        );
         l.join_gaps = true;
         c.line(l);
     }
@@ -211,7 +329,12 @@ pub(crate) fn latency_over_time(stats: &RunStats, groups: &[Group], wall: f64) -
         let r = &rows[i];
         let mut t = format!("{}–{}", fmt_clock(s.x0), fmt_clock(s.x1));
         for g in groups {
-            let _ = write!(t, "\n{}: {}", g.name, mean(r, g).map_or("-".into(), |v| fmt_ms(v * 1000.0)));
+            let _ = write!(
+                t,
+                "\n{}: {}",
+                g.name,
+                mean(r, g).map_or("-".into(), |v| fmt_ms(v * 1000.0))
+            );
         }
         t
     });
@@ -223,16 +346,30 @@ pub(crate) fn latency_over_time(stats: &RunStats, groups: &[Group], wall: f64) -
 pub(crate) fn errors(stats: &RunStats, wall: f64) -> Chart {
     let series = &stats.series;
     let View { slots, rows } = view(series, wall);
-    let mut c = Chart::new("errors", "Failed tasks per second, by error code", "failures/s", XAxis::Time { max: x_max(series, wall) });
+    let mut c = Chart::new(
+        "errors",
+        "Failed tasks per second, by error code",
+        "failures/s",
+        XAxis::Time {
+            max: x_max(series, wall),
+        },
+    );
     let mut codes: Vec<&'static str> = stats.errors.keys().copied().collect();
-    if rows.iter().any(|r| r.errors > r.error_codes.iter().map(|(_, n)| n).sum::<u32>()) {
+    if rows
+        .iter()
+        .any(|r| r.errors > r.error_codes.iter().map(|(_, n)| n).sum::<u32>())
+    {
         codes.push("other");
     }
     for (r, s) in rows.iter().zip(&slots) {
         let dur = (s.x1 - s.x0).max(1e-9);
         let mut y = 0.0;
         for &code in &codes {
-            let n = if code == "other" { r.errors - r.error_codes.iter().map(|(_, n)| n).sum::<u32>() } else { r.errors_of(code) };
+            let n = if code == "other" {
+                r.errors - r.error_codes.iter().map(|(_, n)| n).sum::<u32>()
+            } else {
+                r.errors_of(code)
+            };
             if n == 0 {
                 continue;
             }
@@ -249,11 +386,21 @@ pub(crate) fn errors(stats: &RunStats, wall: f64) -> Chart {
         }
     }
     for &code in &codes {
-        c.legend.push(LegendItem { name: code.into(), color: code_color(code).into(), dashed: false, block: true });
+        c.legend.push(LegendItem {
+            name: code.into(),
+            color: code_color(code).into(),
+            dashed: false,
+            block: true,
+        });
     }
     c.bands = bands(&slots, |i, s| {
         let r = &rows[i];
-        let mut t = format!("{}–{}: {} failed", fmt_clock(s.x0), fmt_clock(s.x1), r.errors);
+        let mut t = format!(
+            "{}–{}: {} failed",
+            fmt_clock(s.x0),
+            fmt_clock(s.x1),
+            r.errors
+        );
         for (code, n) in &r.error_codes {
             let _ = write!(t, "\n{code}: {n}");
         }
@@ -285,7 +432,15 @@ fn rate_text(s: &Slot, v: f64) -> String {
 }
 
 fn bands(slots: &[Slot], tip: impl Fn(usize, &Slot) -> String) -> Vec<Band> {
-    slots.iter().enumerate().map(|(i, s)| Band { x0: s.x0, x1: s.x1, tip: tip(i, s) }).collect()
+    slots
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Band {
+            x0: s.x0,
+            x1: s.x1,
+            tip: tip(i, s),
+        })
+        .collect()
 }
 
 /// Log-spaced bins, ten per decade, spanning every histogram given (milliseconds).
@@ -296,7 +451,9 @@ pub(crate) struct Bins {
 }
 
 impl Bins {
-    pub(crate) fn spanning<'a>(hists: impl IntoIterator<Item = &'a Histogram<u64>>) -> Option<Bins> {
+    pub(crate) fn spanning<'a>(
+        hists: impl IntoIterator<Item = &'a Histogram<u64>>,
+    ) -> Option<Bins> {
         let (mut min, mut max) = (u64::MAX, 0u64);
         for h in hists {
             if !h.is_empty() {
@@ -313,7 +470,11 @@ impl Bins {
         if hi - lo < 1.0 {
             hi = lo + 1.0;
         }
-        Some(Bins { lo, step, n: ((hi - lo) / step).round() as usize })
+        Some(Bins {
+            lo,
+            step,
+            n: ((hi - lo) / step).round() as usize,
+        })
     }
 
     fn hi(&self) -> f64 {
@@ -321,11 +482,17 @@ impl Bins {
     }
 
     fn edges(&self, k: usize) -> (f64, f64) {
-        (10f64.powf(self.lo + self.step * k as f64), 10f64.powf(self.lo + self.step * (k + 1) as f64))
+        (
+            10f64.powf(self.lo + self.step * k as f64),
+            10f64.powf(self.lo + self.step * (k + 1) as f64),
+        )
     }
 
     pub(crate) fn axis(&self) -> XAxis {
-        XAxis::LogMs { lo: self.lo, hi: self.hi() }
+        XAxis::LogMs {
+            lo: self.lo,
+            hi: self.hi(),
+        }
     }
 
     /// Counts per bin of a histogram of microseconds.
@@ -356,19 +523,46 @@ impl Bins {
 
 /// Latency histogram: bars for all answers, a line per backend, p50/p90/p99 markers.
 pub(crate) fn latency_histogram(stats: &RunStats, groups: &[Group]) -> Chart {
-    let hists: Vec<&Histogram<u64>> = stats.backends.iter().map(|b| &b.latency_us).chain([&stats.latency_us]).collect();
+    let hists: Vec<&Histogram<u64>> = stats
+        .backends
+        .iter()
+        .map(|b| &b.latency_us)
+        .chain([&stats.latency_us])
+        .collect();
     let Some(bins) = Bins::spanning(hists) else {
-        let mut c = Chart::new("latency", "Latency of answers", "tasks per bin", XAxis::LogMs { lo: 1.0, hi: 4.0 });
+        let mut c = Chart::new(
+            "latency",
+            "Latency of answers",
+            "tasks per bin",
+            XAxis::LogMs { lo: 1.0, hi: 4.0 },
+        );
         c.empty = "no task answered".into();
         return c;
     };
-    let mut c = Chart::new("latency", "Latency of answers (log scale)", "tasks per bin", bins.axis());
+    let mut c = Chart::new(
+        "latency",
+        "Latency of answers (log scale)",
+        "tasks per bin",
+        bins.axis(),
+    );
     let total = bins.counts(&stats.latency_us);
     for (k, &n) in total.iter().enumerate() {
         let (a, b) = bins.edges(k);
-        c.bars.push(Bar { x0: a, x1: b, y0: 0.0, y1: n as f64, color: "#a0cbe8".into(), tip: format!("{}–{}: {n} tasks", fmt_ms(a), fmt_ms(b)) });
+        c.bars.push(Bar {
+            x0: a,
+            x1: b,
+            y0: 0.0,
+            y1: n as f64,
+            color: "#a0cbe8".into(),
+            tip: format!("{}–{}: {n} tasks", fmt_ms(a), fmt_ms(b)),
+        });
     }
-    c.legend.push(LegendItem { name: "all backends".into(), color: "#a0cbe8".into(), dashed: false, block: true });
+    c.legend.push(LegendItem {
+        name: "all backends".into(),
+        color: "#a0cbe8".into(),
+        dashed: false,
+        block: true,
+    });
     if groups.len() > 1 {
         for g in groups {
             let mut h = Histogram::<u64>::new_from(&stats.latency_us);
@@ -380,7 +574,10 @@ pub(crate) fn latency_histogram(stats: &RunStats, groups: &[Group]) -> Chart {
     }
     for (q, name) in [(0.5, "p50"), (0.9, "p90"), (0.99, "p99")] {
         let ms = stats.latency_us.value_at_quantile(q) as f64 / 1000.0;
-        c.markers.push(Marker { x: ms, label: format!("{name} {}", fmt_ms(ms)) });
+        c.markers.push(Marker {
+            x: ms,
+            label: format!("{name} {}", fmt_ms(ms)),
+        });
     }
     c
 }
@@ -395,11 +592,23 @@ pub(crate) struct RunLine<'a> {
 
 /// Bench: output tokens/s over time, one line per run.
 pub(crate) fn bench_throughput(runs: &[RunLine]) -> Chart {
-    let max = runs.iter().map(|r| x_max(&r.stats.series, r.wall)).fold(1.0, f64::max);
-    let mut c = Chart::new("throughput", "Output tokens per second, by run", "tokens/s", XAxis::Time { max });
+    let max = runs
+        .iter()
+        .map(|r| x_max(&r.stats.series, r.wall))
+        .fold(1.0, f64::max);
+    let mut c = Chart::new(
+        "throughput",
+        "Output tokens per second, by run",
+        "tokens/s",
+        XAxis::Time { max },
+    );
     for r in runs {
         let View { slots, rows } = view(&r.stats.series, r.wall);
-        let pts = rows.iter().zip(&slots).map(|(row, s)| (s.mid(), s.rate(row.tokens as f64))).collect();
+        let pts = rows
+            .iter()
+            .zip(&slots)
+            .map(|(row, s)| (s.mid(), s.rate(row.tokens as f64)))
+            .collect();
         c.line(Line::new(r.name, r.color, pts));
     }
     c
@@ -407,18 +616,37 @@ pub(crate) fn bench_throughput(runs: &[RunLine]) -> Chart {
 
 /// Bench: requests in flight over time (all backends), limit dashed where adaptive.
 pub(crate) fn bench_concurrency(runs: &[RunLine]) -> Chart {
-    let max = runs.iter().map(|r| x_max(&r.stats.series, r.wall)).fold(1.0, f64::max);
-    let mut c = Chart::new("concurrency", "Requests in flight (solid) and sum of limits (dashed), by run", "requests", XAxis::Time { max });
+    let max = runs
+        .iter()
+        .map(|r| x_max(&r.stats.series, r.wall))
+        .fold(1.0, f64::max);
+    let mut c = Chart::new(
+        "concurrency",
+        "Requests in flight (solid) and sum of limits (dashed), by run",
+        "requests",
+        XAxis::Time { max },
+    );
     for r in runs {
         let View { slots, rows } = view(&r.stats.series, r.wall);
         let sum = |row: &Row, f: fn(&BackendRow) -> Option<f32>| -> Option<f64> {
             let v: Vec<f32> = row.backends.iter().filter_map(f).collect();
             (!v.is_empty()).then(|| v.iter().map(|x| f64::from(*x)).sum())
         };
-        let mut l = Line::new(format!("{} in flight", r.name), r.color, rows.iter().zip(&slots).map(|(row, s)| (s.mid(), sum(row, BackendRow::in_flight))).collect());
+        let mut l = Line::new(
+            format!("{} in flight", r.name),
+            r.color,
+            rows.iter()
+                .zip(&slots)
+                .map(|(row, s)| (s.mid(), sum(row, BackendRow::in_flight)))
+                .collect(),
+        );
         l.join_gaps = true;
         c.line(l);
-        let limit: Vec<_> = rows.iter().zip(&slots).map(|(row, s)| (s.mid(), sum(row, BackendRow::limit))).collect();
+        let limit: Vec<_> = rows
+            .iter()
+            .zip(&slots)
+            .map(|(row, s)| (s.mid(), sum(row, BackendRow::limit)))
+            .collect();
         if limit.iter().any(|p| p.1.is_some()) {
             let mut l = Line::new(format!("{} limit", r.name), r.color, limit);
             l.dashed = true;
@@ -433,11 +661,21 @@ pub(crate) fn bench_concurrency(runs: &[RunLine]) -> Chart {
 /// Bench: latency histogram, one line per run.
 pub(crate) fn bench_latency(runs: &[RunLine]) -> Chart {
     let Some(bins) = Bins::spanning(runs.iter().map(|r| &r.stats.latency_us)) else {
-        let mut c = Chart::new("latency", "Latency of answers", "tasks per bin", XAxis::LogMs { lo: 1.0, hi: 4.0 });
+        let mut c = Chart::new(
+            "latency",
+            "Latency of answers",
+            "tasks per bin",
+            XAxis::LogMs { lo: 1.0, hi: 4.0 },
+        );
         c.empty = "no task answered".into();
         return c;
     };
-    let mut c = Chart::new("latency", "Latency of answers by run (log scale)", "tasks per bin", bins.axis());
+    let mut c = Chart::new(
+        "latency",
+        "Latency of answers by run (log scale)",
+        "tasks per bin",
+        bins.axis(),
+    );
     for r in runs {
         c.line(bins.line(r.name, r.color, &bins.counts(&r.stats.latency_us)));
     }
@@ -446,11 +684,23 @@ pub(crate) fn bench_latency(runs: &[RunLine]) -> Chart {
 
 /// Bench: failed tasks per second over time, one line per run.
 pub(crate) fn bench_errors(runs: &[RunLine]) -> Chart {
-    let max = runs.iter().map(|r| x_max(&r.stats.series, r.wall)).fold(1.0, f64::max);
-    let mut c = Chart::new("errors", "Failed tasks per second, by run", "failures/s", XAxis::Time { max });
+    let max = runs
+        .iter()
+        .map(|r| x_max(&r.stats.series, r.wall))
+        .fold(1.0, f64::max);
+    let mut c = Chart::new(
+        "errors",
+        "Failed tasks per second, by run",
+        "failures/s",
+        XAxis::Time { max },
+    );
     for r in runs.iter().filter(|r| r.stats.failed > 0) {
         let View { slots, rows } = view(&r.stats.series, r.wall);
-        let pts = rows.iter().zip(&slots).map(|(row, s)| (s.mid(), s.rate(f64::from(row.errors)))).collect();
+        let pts = rows
+            .iter()
+            .zip(&slots)
+            .map(|(row, s)| (s.mid(), s.rate(f64::from(row.errors))))
+            .collect();
         c.line(Line::new(r.name, r.color, pts));
     }
     c.empty = "no failed tasks".into();
@@ -477,7 +727,10 @@ mod tests {
                     error: (k % 10 == 3).then_some(ErrorCode::Timeout),
                     latency: Some(Duration::from_millis(100 + 40 * b as u64 + k)),
                     ttft: None,
-                    usage: Usage { prompt_tokens: 5, completion_tokens: 20 },
+                    usage: Usage {
+                        prompt_tokens: 5,
+                        completion_tokens: 20,
+                    },
                     attempts: 1,
                     hedged: false,
                 },
@@ -486,7 +739,14 @@ mod tests {
             if k % 20 == 0 {
                 let sample = FleetSample {
                     backends: (0..backends)
-                        .map(|i| SampleBackend { label: format!("10.0.0.{i}:8000"), in_flight: 3, limit: Some(4), state: "up", ejections: 0, engine: None })
+                        .map(|i| SampleBackend {
+                            label: format!("10.0.0.{i}:8000"),
+                            in_flight: 3,
+                            limit: Some(4),
+                            state: "up",
+                            ejections: 0,
+                            engine: None,
+                        })
                         .collect(),
                 };
                 s.sample(&sample, now, true);
@@ -523,14 +783,20 @@ mod tests {
         let t0 = Instant::now();
         let mut s = RunStats::new(t0);
         // One answer at 0.5 s, then a burst of nine at 1.05 s; the run ends at 1.1 s.
-        for (k, ms) in std::iter::once(500u64).chain(std::iter::repeat_n(1050, 9)).enumerate() {
+        for (k, ms) in std::iter::once(500u64)
+            .chain(std::iter::repeat_n(1050, 9))
+            .enumerate()
+        {
             let r = Record {
                 backend: Some(0),
                 backend_label: Some("a:1".into()),
                 error: None,
                 latency: Some(Duration::from_millis(100 + k as u64)),
                 ttft: None,
-                usage: Usage { prompt_tokens: 1, completion_tokens: 20 },
+                usage: Usage {
+                    prompt_tokens: 1,
+                    completion_tokens: 20,
+                },
                 attempts: 1,
                 hedged: false,
             };

@@ -25,30 +25,59 @@ pub fn run_report(stats: &RunStats, summary: &Summary) -> String {
     let groups = charts::backend_groups(stats);
     let mut p = Page::new(&format!("drover run: {}", summary.input));
     let mut meta = vec![
-        ("started".to_string(), summary.started_at.clone().unwrap_or_else(|| "-".into())),
-        ("mode".into(), match summary.concurrency {
-            Some(c) if summary.mode != "serial" => format!("{} ({c} in flight)", summary.mode),
-            _ => summary.mode.clone(),
-        }),
-        ("model".into(), summary.model.clone().unwrap_or_else(|| "(not named)".into())),
+        (
+            "started".to_string(),
+            summary.started_at.clone().unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "mode".into(),
+            match summary.concurrency {
+                Some(c) if summary.mode != "serial" => format!("{} ({c} in flight)", summary.mode),
+                _ => summary.mode.clone(),
+            },
+        ),
+        (
+            "model".into(),
+            summary
+                .model
+                .clone()
+                .unwrap_or_else(|| "(not named)".into()),
+        ),
         ("input".into(), summary.input.clone()),
         ("output".into(), summary.output.clone()),
     ];
     meta.push(("drover".into(), summary.drover_version.clone()));
-    p.header("drover run report", summary.interrupted.then_some("interrupted"), &meta);
+    p.header(
+        "drover run report",
+        summary.interrupted.then_some("interrupted"),
+        &meta,
+    );
 
     let t = &summary.tasks;
-    let lat = |f: fn(&Percentiles) -> f64| summary.latency_ms.as_ref().map_or("-".into(), |l| ms(f(l)));
+    let lat =
+        |f: fn(&Percentiles) -> f64| summary.latency_ms.as_ref().map_or("-".into(), |l| ms(f(l)));
     let mut cards = vec![
         (t.succeeded.to_string(), "tasks answered".to_string()),
         (t.failed.to_string(), "tasks failed".into()),
         (fmt_secs(summary.wall_seconds), "wall time".into()),
-        (format!("{:.1}", summary.throughput.tasks_per_s), "tasks/s".into()),
-        (format!("{:.0}", summary.throughput.output_tokens_per_s), "output tokens/s".into()),
-        (format!("{:.0}", summary.throughput.prompt_tokens_per_s), "prompt tokens/s".into()),
+        (
+            format!("{:.1}", summary.throughput.tasks_per_s),
+            "tasks/s".into(),
+        ),
+        (
+            format!("{:.0}", summary.throughput.output_tokens_per_s),
+            "output tokens/s".into(),
+        ),
+        (
+            format!("{:.0}", summary.throughput.prompt_tokens_per_s),
+            "prompt tokens/s".into(),
+        ),
         (lat(|l| l.p50), "latency p50".into()),
         (lat(|l| l.p99), "latency p99".into()),
-        (format!("{} / {}", summary.retries, summary.hedges), "retries / hedges".into()),
+        (
+            format!("{} / {}", summary.retries, summary.hedges),
+            "retries / hedges".into(),
+        ),
     ];
     if t.skipped_done > 0 {
         cards.push((t.skipped_done.to_string(), "already done (resumed)".into()));
@@ -61,20 +90,36 @@ pub fn run_report(stats: &RunStats, summary: &Summary) -> String {
     if !summary.backends.is_empty() {
         p.h2("Backends");
         let color_of = |label: &str| {
-            groups.iter().find(|g| g.members.iter().any(|&m| stats.backends.get(m).is_some_and(|b| b.label == label))).map(|g| g.color.clone())
+            groups
+                .iter()
+                .find(|g| {
+                    g.members
+                        .iter()
+                        .any(|&m| stats.backends.get(m).is_some_and(|b| b.label == label))
+                })
+                .map(|g| g.color.clone())
         };
         let rows: Vec<Vec<Cell>> = summary
             .backends
             .iter()
             .map(|b| {
-                let p = |f: fn(&Percentiles) -> f64| b.latency_ms.as_ref().map_or("-".into(), |l| ms(f(l)));
+                let p = |f: fn(&Percentiles) -> f64| {
+                    b.latency_ms.as_ref().map_or("-".into(), |l| ms(f(l)))
+                };
                 let errors = if b.errors.is_empty() {
                     "-".to_string()
                 } else {
-                    b.errors.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+                    b.errors
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
                 vec![
-                    Cell::Swatch(color_of(&b.backend).unwrap_or_else(|| "#8c8c8c".into()), b.backend.clone()),
+                    Cell::Swatch(
+                        color_of(&b.backend).unwrap_or_else(|| "#8c8c8c".into()),
+                        b.backend.clone(),
+                    ),
                     Cell::Left(b.engine.clone().unwrap_or_else(|| "-".into())),
                     Cell::Text(b.succeeded.to_string()),
                     Cell::Share(b.share),
@@ -92,7 +137,21 @@ pub fn run_report(stats: &RunStats, summary: &Summary) -> String {
             .collect();
         p.table(
             "backends",
-            &["backend", "engine", "answered", "share", "out tok/s", "p50", "p90", "p99", "ttft p50", "mean in flight", "final limit", "ejections", "failed (by code)"],
+            &[
+                "backend",
+                "engine",
+                "answered",
+                "share",
+                "out tok/s",
+                "p50",
+                "p90",
+                "p99",
+                "ttft p50",
+                "mean in flight",
+                "final limit",
+                "ejections",
+                "failed (by code)",
+            ],
             &rows,
         );
     }
@@ -168,7 +227,12 @@ pub fn bench_report(r: &BenchReport) -> String {
         .runs
         .iter()
         .enumerate()
-        .map(|(k, run)| charts::RunLine { name: run.label, stats: run.stats, wall: run.wall_seconds, color: svg::PALETTE[k % svg::PALETTE.len()] })
+        .map(|(k, run)| charts::RunLine {
+            name: run.label,
+            stats: run.stats,
+            wall: run.wall_seconds,
+            color: svg::PALETTE[k % svg::PALETTE.len()],
+        })
         .collect();
     p.h2("Comparison");
     let headers: Vec<&str> = r.table.headers.iter().map(String::as_str).collect();
@@ -179,11 +243,13 @@ pub fn bench_report(r: &BenchReport) -> String {
         .map(|row| {
             row.iter()
                 .enumerate()
-                .map(|(k, cell)| match (k, runs.iter().find(|l| l.name == cell)) {
-                    (0, Some(l)) => Cell::Swatch(l.color.into(), cell.clone()),
-                    (0, None) => Cell::Left(cell.clone()),
-                    _ => Cell::Text(cell.clone()),
-                })
+                .map(
+                    |(k, cell)| match (k, runs.iter().find(|l| l.name == cell)) {
+                        (0, Some(l)) => Cell::Swatch(l.color.into(), cell.clone()),
+                        (0, None) => Cell::Left(cell.clone()),
+                        _ => Cell::Text(cell.clone()),
+                    },
+                )
                 .collect()
         })
         .collect();
@@ -192,7 +258,12 @@ pub fn bench_report(r: &BenchReport) -> String {
         p.raw(&format!("<p class=\"meta\">{}</p>", page::escape(n)));
     }
     p.h2("Over time");
-    p.charts(&[charts::bench_throughput(&runs), charts::bench_concurrency(&runs), charts::bench_latency(&runs), charts::bench_errors(&runs)]);
+    p.charts(&[
+        charts::bench_throughput(&runs),
+        charts::bench_concurrency(&runs),
+        charts::bench_latency(&runs),
+        charts::bench_errors(&runs),
+    ]);
     p.finish("Written by drover bench. Self-contained: no script or font is fetched. Each run's time axis starts at its own start.")
 }
 
@@ -217,11 +288,18 @@ mod tests {
             s.record(
                 &Record {
                     backend: Some(b),
-                    backend_label: Some(if b == 0 { "a:1".into() } else { "<script>alert(1)</script>:2".into() }),
+                    backend_label: Some(if b == 0 {
+                        "a:1".into()
+                    } else {
+                        "<script>alert(1)</script>:2".into()
+                    }),
                     error: (k == 7).then_some(ErrorCode::ServerError),
                     latency: Some(Duration::from_millis(200 + 300 * b as u64)),
                     ttft: None,
-                    usage: Usage { prompt_tokens: 5, completion_tokens: 10 },
+                    usage: Usage {
+                        prompt_tokens: 5,
+                        completion_tokens: 10,
+                    },
                     attempts: 1,
                     hedged: false,
                 },
@@ -229,7 +307,14 @@ mod tests {
             );
             if k % 20 == 0 {
                 let backends = (0..2)
-                    .map(|_| SampleBackend { label: String::new(), in_flight: 2, limit: Some(4), state: "up", ejections: 0, engine: Some("vLLM") })
+                    .map(|_| SampleBackend {
+                        label: String::new(),
+                        in_flight: 2,
+                        limit: Some(4),
+                        state: "up",
+                        ejections: 0,
+                        engine: Some("vLLM"),
+                    })
                     .collect();
                 s.sample(&FleetSample { backends }, now, true);
             }
@@ -240,29 +325,61 @@ mod tests {
     #[test]
     fn run_report_has_every_chart_and_escapes_server_text() {
         let s = stats();
-        let info = SummaryInfo { mode: "adaptive".into(), model: Some("m<&>".into()), wall: Duration::from_secs(3), ..SummaryInfo::default() };
+        let info = SummaryInfo {
+            mode: "adaptive".into(),
+            model: Some("m<&>".into()),
+            wall: Duration::from_secs(3),
+            ..SummaryInfo::default()
+        };
         let html = run_report(&s, &Summary::build(&s, &info));
-        for id in ["throughput", "tasks", "concurrency", "latency-time", "latency", "errors"] {
-            assert!(html.contains(&format!(r#"<svg class="chart" id="{id}""#)), "{id}");
+        for id in [
+            "throughput",
+            "tasks",
+            "concurrency",
+            "latency-time",
+            "latency",
+            "errors",
+        ] {
+            assert!(
+                html.contains(&format!(r#"<svg class="chart" id="{id}""#)),
+                "{id}"
+            );
         }
         assert!(!html.contains("<script>alert"), "labels are escaped");
         assert!(html.contains("m&lt;&amp;&gt;"));
-        assert!(!html.contains("http://") || !html.contains("src=\"http"), "nothing fetched");
+        assert!(
+            !html.contains("http://") || !html.contains("src=\"http"),
+            "nothing fetched"
+        );
         assert!(!html.contains("<link"), "no external stylesheet");
         // One <script>, the chart-box recorder, and it loads nothing.
         assert_eq!(html.matches("<script>").count(), 1);
-        assert!(!html.contains("class=\"empty\""), "every chart has data:\n{html}");
+        assert!(
+            !html.contains("class=\"empty\""),
+            "every chart has data:\n{html}"
+        );
     }
 
     #[test]
     fn a_run_that_did_nothing_still_reports() {
         let s = RunStats::new(Instant::now());
-        let info = SummaryInfo { mode: "serial".into(), interrupted: true, ..SummaryInfo::default() };
+        let info = SummaryInfo {
+            mode: "serial".into(),
+            interrupted: true,
+            ..SummaryInfo::default()
+        };
         let html = run_report(&s, &Summary::build(&s, &info));
         assert_eq!(html.matches(r#"<svg class="chart""#).count(), 6);
-        assert_eq!(html.matches(r#"class="empty""#).count(), 6, "each chart says it has nothing");
+        assert_eq!(
+            html.matches(r#"class="empty""#).count(),
+            6,
+            "each chart says it has nothing"
+        );
         assert!(html.contains("interrupted"));
-        assert!(!html.contains("NaN") && !html.contains("inf"), "no division by zero reaches the page");
+        assert!(
+            !html.contains("NaN") && !html.contains("inf"),
+            "no division by zero reaches the page"
+        );
     }
 
     #[test]
@@ -271,9 +388,26 @@ mod tests {
         let b = stats();
         let r = BenchReport {
             description: vec![("fleet".into(), "2 simulated instances".into())],
-            table: Table { headers: vec!["mode".into(), "tasks/s".into()], rows: vec![vec!["serial".into(), "1.0".into()], vec!["adaptive".into(), "9.0".into()]] },
+            table: Table {
+                headers: vec!["mode".into(), "tasks/s".into()],
+                rows: vec![
+                    vec!["serial".into(), "1.0".into()],
+                    vec!["adaptive".into(), "9.0".into()],
+                ],
+            },
             notes: vec![],
-            runs: vec![BenchRun { label: "serial", stats: &a, wall_seconds: 3.0 }, BenchRun { label: "adaptive", stats: &b, wall_seconds: 3.0 }],
+            runs: vec![
+                BenchRun {
+                    label: "serial",
+                    stats: &a,
+                    wall_seconds: 3.0,
+                },
+                BenchRun {
+                    label: "adaptive",
+                    stats: &b,
+                    wall_seconds: 3.0,
+                },
+            ],
         };
         let html = bench_report(&r);
         let start = html.find(r#"id="throughput""#).unwrap();

@@ -89,7 +89,12 @@ impl Page {
         }
         self.html.push_str("</h1><p class=\"meta\">");
         for (k, v) in meta {
-            let _ = write!(self.html, "<span>{}: <b>{}</b></span> ", escape(k), escape(v));
+            let _ = write!(
+                self.html,
+                "<span>{}: <b>{}</b></span> ",
+                escape(k),
+                escape(v)
+            );
         }
         self.html.push_str("</p></header>\n");
     }
@@ -97,7 +102,12 @@ impl Page {
     pub(crate) fn cards(&mut self, cards: &[(String, String)]) {
         self.html.push_str("<section class=\"cards\">");
         for (value, key) in cards {
-            let _ = write!(self.html, "<div class=\"card\"><div class=\"v\">{}</div><div class=\"k\">{}</div></div>", escape(value), escape(key));
+            let _ = write!(
+                self.html,
+                "<div class=\"card\"><div class=\"v\">{}</div><div class=\"k\">{}</div></div>",
+                escape(value),
+                escape(key)
+            );
         }
         self.html.push_str("</section>\n");
     }
@@ -108,7 +118,11 @@ impl Page {
 
     /// A table; cells are escaped text. `first_color` puts a swatch before each first cell.
     pub(crate) fn table(&mut self, class: &str, headers: &[&str], rows: &[Vec<Cell>]) {
-        let _ = write!(self.html, "<div class=\"scroll\"><table class=\"{}\"><thead><tr>", escape(class));
+        let _ = write!(
+            self.html,
+            "<div class=\"scroll\"><table class=\"{}\"><thead><tr>",
+            escape(class)
+        );
         for h in headers {
             let _ = write!(self.html, "<th>{}</th>", escape(h));
         }
@@ -124,11 +138,19 @@ impl Page {
                         let _ = write!(self.html, "<td class=\"l\">{}</td>", escape(t));
                     }
                     Cell::Swatch(color, t) => {
-                        let _ = write!(self.html, "<td><span class=\"swatch\" style=\"background:{}\"></span>{}</td>", escape(color), escape(t));
+                        let _ = write!(
+                            self.html,
+                            "<td><span class=\"swatch\" style=\"background:{}\"></span>{}</td>",
+                            escape(color),
+                            escape(t)
+                        );
                     }
                     Cell::Share(f) => {
                         let pct = (f * 100.0).clamp(0.0, 100.0);
-                        let _ = write!(self.html, "<td class=\"share\"><i style=\"width:{pct:.1}%\"></i>{pct:.1}%</td>");
+                        let _ = write!(
+                            self.html,
+                            "<td class=\"share\"><i style=\"width:{pct:.1}%\"></i>{pct:.1}%</td>"
+                        );
                     }
                 }
             }
@@ -140,7 +162,12 @@ impl Page {
     pub(crate) fn charts(&mut self, charts: &[Chart]) {
         self.html.push_str("<section class=\"charts\">\n");
         for c in charts {
-            let _ = write!(self.html, "<figure><figcaption>{}<small>{}</small></figcaption>", escape(&c.title), escape(&c.unit));
+            let _ = write!(
+                self.html,
+                "<figure><figcaption>{}<small>{}</small></figcaption>",
+                escape(&c.title),
+                escape(&c.unit)
+            );
             self.html.push_str(&c.svg());
             self.html.push_str(&legend(&c.legend));
             self.html.push_str("</figure>\n");
@@ -149,7 +176,11 @@ impl Page {
     }
 
     pub(crate) fn finish(mut self, footer: &str) -> String {
-        let _ = write!(self.html, "<footer>{}</footer>\n</main><script>{BOX_SCRIPT}</script></body></html>\n", escape(footer));
+        let _ = write!(
+            self.html,
+            "<footer>{}</footer>\n</main><script>{BOX_SCRIPT}</script></body></html>\n",
+            escape(footer)
+        );
         self.html
     }
 }
@@ -173,12 +204,19 @@ fn legend(items: &[LegendItem]) -> String {
     let mut s = String::from("<ul class=\"legend\">");
     for it in items {
         let mark = if it.block {
-            format!(r#"<svg width="12" height="10" aria-hidden="true"><rect width="12" height="10" fill="{}"/></svg>"#, escape(&it.color))
+            format!(
+                r#"<svg width="12" height="10" aria-hidden="true"><rect width="12" height="10" fill="{}"/></svg>"#,
+                escape(&it.color)
+            )
         } else {
             format!(
                 r#"<svg width="20" height="10" aria-hidden="true"><line x1="1" y1="5" x2="19" y2="5" stroke="{}" stroke-width="2.5"{}/></svg>"#,
                 escape(&it.color),
-                if it.dashed { r#" stroke-dasharray="5 3""# } else { "" }
+                if it.dashed {
+                    r#" stroke-dasharray="5 3""#
+                } else {
+                    ""
+                }
             )
         };
         let _ = write!(s, "<li>{mark}{}</li>", escape(&it.name));

@@ -19,8 +19,10 @@ const BOTTOM: f64 = 30.0;
 
 /// Colours for series (Tableau 10: distinct, readable on white, colour-blind friendlier than
 /// the usual rainbow).
-pub(crate) const PALETTE: &[&str] =
-    &["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f", "#bab0ac"];
+pub(crate) const PALETTE: &[&str] = &[
+    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7",
+    "#9c755f", "#bab0ac",
+];
 /// The colour of totals.
 pub(crate) const TOTAL: &str = "#222222";
 
@@ -68,8 +70,19 @@ pub(crate) struct Line {
 }
 
 impl Line {
-    pub(crate) fn new(name: impl Into<String>, color: impl Into<String>, points: Vec<(f64, Option<f64>)>) -> Line {
-        Line { name: name.into(), color: color.into(), points, dashed: false, bold: false, join_gaps: false }
+    pub(crate) fn new(
+        name: impl Into<String>,
+        color: impl Into<String>,
+        points: Vec<(f64, Option<f64>)>,
+    ) -> Line {
+        Line {
+            name: name.into(),
+            color: color.into(),
+            points,
+            dashed: false,
+            bold: false,
+            join_gaps: false,
+        }
     }
 }
 
@@ -151,7 +164,12 @@ pub(crate) struct Chart {
 }
 
 impl Chart {
-    pub(crate) fn new(id: &'static str, title: impl Into<String>, unit: impl Into<String>, x: XAxis) -> Chart {
+    pub(crate) fn new(
+        id: &'static str,
+        title: impl Into<String>,
+        unit: impl Into<String>,
+        x: XAxis,
+    ) -> Chart {
         Chart {
             id,
             title: title.into(),
@@ -169,12 +187,21 @@ impl Chart {
 
     /// Adds a line and its legend entry.
     pub(crate) fn line(&mut self, line: Line) {
-        self.legend.push(LegendItem { name: line.name.clone(), color: line.color.clone(), dashed: line.dashed, block: false });
+        self.legend.push(LegendItem {
+            name: line.name.clone(),
+            color: line.color.clone(),
+            dashed: line.dashed,
+            block: false,
+        });
         self.lines.push(line);
     }
 
     fn has_data(&self) -> bool {
-        self.bars.iter().any(|b| b.y1 > b.y0) || self.lines.iter().any(|l| l.points.iter().any(|(_, y)| y.is_some()))
+        self.bars.iter().any(|b| b.y1 > b.y0)
+            || self
+                .lines
+                .iter()
+                .any(|l| l.points.iter().any(|(_, y)| y.is_some()))
     }
 
     /// The `<svg>` element.
@@ -204,9 +231,22 @@ impl Chart {
         let mut labels = String::new();
         while y <= y_max + y_step * 1e-6 {
             let yy = py(y);
-            let _ = write!(s, r#"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}"/>"#, W - RIGHT);
-            let text = if self.y_seconds { fmt_duration_s(y) } else { fmt_num(y) };
-            let _ = write!(labels, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{text}</text>"#, LEFT - 6.0, yy + 3.5);
+            let _ = write!(
+                s,
+                r#"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}"/>"#,
+                W - RIGHT
+            );
+            let text = if self.y_seconds {
+                fmt_duration_s(y)
+            } else {
+                fmt_num(y)
+            };
+            let _ = write!(
+                labels,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{text}</text>"#,
+                LEFT - 6.0,
+                yy + 3.5
+            );
             y += y_step;
         }
         s.push_str("</g>");
@@ -215,10 +255,21 @@ impl Chart {
         let mut xg = String::new();
         for (x, text) in x_ticks(self.x) {
             let xx = px(x);
-            let _ = write!(xg, r#"<line x1="{xx:.1}" y1="{TOP}" x2="{xx:.1}" y2="{:.1}"/>"#, TOP + ph);
-            let _ = write!(xl, r#"<text x="{xx:.1}" y="{:.1}" text-anchor="middle">{text}</text>"#, H - BOTTOM + 15.0);
+            let _ = write!(
+                xg,
+                r#"<line x1="{xx:.1}" y1="{TOP}" x2="{xx:.1}" y2="{:.1}"/>"#,
+                TOP + ph
+            );
+            let _ = write!(
+                xl,
+                r#"<text x="{xx:.1}" y="{:.1}" text-anchor="middle">{text}</text>"#,
+                H - BOTTOM + 15.0
+            );
         }
-        let _ = write!(s, r##"<g class="grid" stroke="#f0f0f0" stroke-width="1">{xg}</g>"##);
+        let _ = write!(
+            s,
+            r##"<g class="grid" stroke="#f0f0f0" stroke-width="1">{xg}</g>"##
+        );
         let _ = write!(
             s,
             r##"<g class="axis" fill="#555">{labels}{xl}</g><line x1="{LEFT}" y1="{b:.1}" x2="{r:.1}" y2="{b:.1}" stroke="#999" stroke-width="1"/>"##,
@@ -246,7 +297,9 @@ impl Chart {
             s.push_str("</g>");
         }
         if !self.lines.is_empty() {
-            s.push_str(r#"<g class="lines" fill="none" stroke-linejoin="round" stroke-linecap="round">"#);
+            s.push_str(
+                r#"<g class="lines" fill="none" stroke-linejoin="round" stroke-linecap="round">"#,
+            );
             for l in &self.lines {
                 let d = path(l, &px, &py);
                 if d.is_empty() {
@@ -258,14 +311,28 @@ impl Chart {
                     if l.dashed { " limit" } else { "" },
                     l.color,
                     if l.bold { 2.5 } else { 1.6 },
-                    if l.dashed { r#" stroke-dasharray="5 3""# } else { "" },
+                    if l.dashed {
+                        r#" stroke-dasharray="5 3""#
+                    } else {
+                        ""
+                    },
                     escape(&l.name)
                 );
                 // A line of one or two points is hard to see: mark them.
-                let defined: Vec<(f64, f64)> = l.points.iter().filter_map(|(x, y)| y.map(|y| (*x, y))).collect();
+                let defined: Vec<(f64, f64)> = l
+                    .points
+                    .iter()
+                    .filter_map(|(x, y)| y.map(|y| (*x, y)))
+                    .collect();
                 if defined.len() <= 2 {
                     for (x, y) in defined {
-                        let _ = write!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{}"/>"#, px(x), py(y), l.color);
+                        let _ = write!(
+                            s,
+                            r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{}"/>"#,
+                            px(x),
+                            py(y),
+                            l.color
+                        );
                     }
                 }
             }
@@ -318,7 +385,13 @@ fn path(l: &Line, px: &dyn Fn(f64) -> f64, py: &dyn Fn(f64) -> f64) -> String {
     for &(x, y) in &l.points {
         match y {
             Some(y) => {
-                let _ = write!(d, "{}{:.1} {:.1}", if pen_down { "L" } else { "M" }, px(x), py(y));
+                let _ = write!(
+                    d,
+                    "{}{:.1} {:.1}",
+                    if pen_down { "L" } else { "M" },
+                    px(x),
+                    py(y)
+                );
                 pen_down = true;
             }
             None if !l.join_gaps => pen_down = false,
@@ -335,7 +408,11 @@ pub(crate) fn nice_scale(max: f64) -> (f64, f64) {
     }
     let raw = max / 5.0;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
     ((max / step).ceil().max(1.0) * step, step)
 }
 
@@ -343,10 +420,14 @@ fn x_ticks(axis: XAxis) -> Vec<(f64, String)> {
     match axis {
         XAxis::Time { max } => {
             const STEPS: &[f64] = &[
-                1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
-                21600.0, 43200.0, 86400.0,
+                1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
+                7200.0, 14400.0, 21600.0, 43200.0, 86400.0,
             ];
-            let step = STEPS.iter().copied().find(|s| max / s <= 8.0).unwrap_or(86400.0 * (max / 86400.0 / 8.0).ceil());
+            let step = STEPS
+                .iter()
+                .copied()
+                .find(|s| max / s <= 8.0)
+                .unwrap_or(86400.0 * (max / 86400.0 / 8.0).ceil());
             let mut v = Vec::new();
             let mut t = 0.0;
             while t <= max + 1e-9 {
@@ -364,7 +445,11 @@ fn x_ticks(axis: XAxis) -> Vec<(f64, String)> {
                     let l = x.log10();
                     if l >= lo - 1e-9 && l <= hi + 1e-9 {
                         // Label decades; 2 and 5 only when the axis spans little.
-                        let label = if m == 1.0 || hi - lo <= 2.0 { fmt_ms(x) } else { String::new() };
+                        let label = if m == 1.0 || hi - lo <= 2.0 {
+                            fmt_ms(x)
+                        } else {
+                            String::new()
+                        };
                         v.push((x, label));
                     }
                 }
@@ -401,16 +486,26 @@ pub(crate) fn fmt_ms(ms: f64) -> String {
 }
 
 fn fmt_duration_s(s: f64) -> String {
-    if s == 0.0 { "0".into() } else { fmt_ms(s * 1000.0) }
+    if s == 0.0 {
+        "0".into()
+    } else {
+        fmt_ms(s * 1000.0)
+    }
 }
 
 fn trim(v: f64) -> String {
     if v >= 100.0 || (v.fract() == 0.0) {
         format!("{v:.0}")
     } else if v >= 10.0 {
-        format!("{v:.1}").trim_end_matches('0').trim_end_matches('.').to_string()
+        format!("{v:.1}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
     } else {
-        format!("{v:.2}").trim_end_matches('0').trim_end_matches('.').to_string()
+        format!("{v:.2}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
     }
 }
 
@@ -451,12 +546,19 @@ mod tests {
         assert_eq!(ticks.first().unwrap().1, "0s");
         assert!(ticks.len() <= 9, "{ticks:?}");
         let log = x_ticks(XAxis::LogMs { lo: 1.0, hi: 4.0 });
-        assert!(log.iter().any(|(x, l)| *x == 100.0 && l == "100 ms"), "{log:?}");
+        assert!(
+            log.iter().any(|(x, l)| *x == 100.0 && l == "100 ms"),
+            "{log:?}"
+        );
     }
 
     #[test]
     fn lines_break_at_gaps_unless_joined() {
-        let mut l = Line::new("a", "#000", vec![(0.0, Some(1.0)), (1.0, None), (2.0, Some(2.0))]);
+        let mut l = Line::new(
+            "a",
+            "#000",
+            vec![(0.0, Some(1.0)), (1.0, None), (2.0, Some(2.0))],
+        );
         let id = |v: f64| v;
         assert_eq!(path(&l, &id, &id).matches('M').count(), 2);
         l.join_gaps = true;
@@ -466,8 +568,16 @@ mod tests {
     #[test]
     fn svg_is_well_formed_and_escapes_text() {
         let mut c = Chart::new("t", "a <b> & c", "u", XAxis::Time { max: 10.0 });
-        c.line(Line::new("<x>", PALETTE[0], vec![(0.5, Some(1.0)), (1.5, Some(3.0)), (2.5, Some(2.0))]));
-        c.bands.push(Band { x0: 0.0, x1: 1.0, tip: "\"q\"".into() });
+        c.line(Line::new(
+            "<x>",
+            PALETTE[0],
+            vec![(0.5, Some(1.0)), (1.5, Some(3.0)), (2.5, Some(2.0))],
+        ));
+        c.bands.push(Band {
+            x0: 0.0,
+            x1: 1.0,
+            tip: "\"q\"".into(),
+        });
         let svg = c.svg();
         assert!(svg.starts_with(r#"<svg class="chart" id="t""#));
         assert!(svg.contains("a &lt;b&gt; &amp; c"));

@@ -19,14 +19,21 @@ use crate::exit;
 
 /// Arguments of `drover batch-server`.
 #[derive(Debug, Args)]
-#[command(after_help = "Environment: DROVER_BACKENDS or the seed's VLLM_PORTS when -b is not given; \
+#[command(
+    after_help = "Environment: DROVER_BACKENDS or the seed's VLLM_PORTS when -b is not given; \
 DROVER_BATCH_API_KEY for --api-key.\n\
 The server prints `drover batch-server: listening on http://HOST:PORT` once it accepts requests, and stops \
 on SIGINT/SIGTERM (requests in flight get --grace; unfinished batches resume on the next start).\n\
-Exit codes: 0 stopped by a signal, 1 the server failed, 2 usage/config error.")]
+Exit codes: 0 stopped by a signal, 1 the server failed, 2 usage/config error."
+)]
 pub struct BatchServerArgs {
     /// Backends: 8001, host:port, http(s)://host:port[/v1], dns://name:port; comma-separated or repeated.
-    #[arg(short = 'b', long = "backends", value_name = "LIST", value_delimiter = ',')]
+    #[arg(
+        short = 'b',
+        long = "backends",
+        value_name = "LIST",
+        value_delimiter = ','
+    )]
     pub backends: Vec<String>,
 
     /// Where the database, uploads, journals and result files live (created if missing).
@@ -42,7 +49,12 @@ pub struct BatchServerArgs {
     pub port: u16,
 
     /// Key clients must send as `Authorization: Bearer KEY` [required unless --host is loopback].
-    #[arg(long, value_name = "KEY", env = "DROVER_BATCH_API_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "DROVER_BATCH_API_KEY",
+        hide_env_values = true
+    )]
     pub api_key: Option<String>,
 
     /// Model to request [default: what the backends' /v1/models serve].
@@ -100,9 +112,18 @@ fn is_loopback(host: &str) -> bool {
 
 fn plan(args: &BatchServerArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Plan, String> {
     let (raw, backends_from): (Vec<String>, &'static str) = if !args.backends.is_empty() {
-        (args.backends.iter().flat_map(|b| split_list(b).map(str::to_string).collect::<Vec<_>>()).collect(), "-b")
+        (
+            args.backends
+                .iter()
+                .flat_map(|b| split_list(b).map(str::to_string).collect::<Vec<_>>())
+                .collect(),
+            "-b",
+        )
     } else if let Some(v) = env("DROVER_BACKENDS").filter(|v| !v.trim().is_empty()) {
-        (split_list(&v).map(str::to_string).collect(), "DROVER_BACKENDS")
+        (
+            split_list(&v).map(str::to_string).collect(),
+            "DROVER_BACKENDS",
+        )
     } else if let Some(v) = env("VLLM_PORTS").filter(|v| !v.trim().is_empty()) {
         (split_list(&v).map(str::to_string).collect(), "VLLM_PORTS")
     } else {
@@ -117,7 +138,8 @@ fn plan(args: &BatchServerArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<
                 .ok_or_else(|| format!("invalid backend {b:?}: dns:// needs name:port, e.g. dns://vllm.default.svc:8000"))?;
             dns.push((name, port));
         } else {
-            backends.push(BackendAddr::parse(b).map_err(|e| format!("{e} (from {backends_from})"))?);
+            backends
+                .push(BackendAddr::parse(b).map_err(|e| format!("{e} (from {backends_from})"))?);
         }
     }
     let api_key = args.api_key.clone().filter(|k| !k.is_empty());
@@ -131,7 +153,11 @@ fn plan(args: &BatchServerArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<
     let backend_key = match &args.backend_api_key_env {
         Some(name) => match env(name) {
             Some(v) if !v.is_empty() => Some(v),
-            _ => return Err(format!("--backend-api-key-env {name}: the environment variable {name} is not set")),
+            _ => {
+                return Err(format!(
+                    "--backend-api-key-env {name}: the environment variable {name} is not set"
+                ));
+            }
         },
         None => None,
     };
@@ -144,7 +170,13 @@ fn plan(args: &BatchServerArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<
     if args.max_upload_bytes == 0 {
         return Err("--max-upload-bytes must be at least 1".into());
     }
-    Ok(Plan { backends, dns, backends_from, api_key, backend_key })
+    Ok(Plan {
+        backends,
+        dns,
+        backends_from,
+        api_key,
+        backend_key,
+    })
 }
 
 /// Runs `drover batch-server`.
@@ -156,7 +188,10 @@ pub fn main(args: BatchServerArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     rt.block_on(run(plan, args))
 }
 
@@ -165,17 +200,31 @@ async fn run(plan: Plan, args: BatchServerArgs) -> u8 {
         eprintln!("drover batch-server: {e}");
         exit::USAGE
     };
-    let client = match Client::new(ClientConfig { api_key: plan.backend_key.clone(), ..ClientConfig::default() }) {
+    let client = match Client::new(ClientConfig {
+        api_key: plan.backend_key.clone(),
+        ..ClientConfig::default()
+    }) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let sources = drover_job::membership::Sources { fixed: plan.backends.clone(), file: None, dns: plan.dns.clone() };
+    let sources = drover_job::membership::Sources {
+        fixed: plan.backends.clone(),
+        file: None,
+        dns: plan.dns.clone(),
+    };
     let addrs = match sources.resolve().await {
         Ok(a) if !a.is_empty() => a,
         Ok(_) => return fail(&"no backend: the dns:// names resolve to no address"),
         Err(e) => return fail(&e),
     };
-    let fleet = match drover_job::discover(&client, addrs, args.model.as_deref(), Duration::from_secs(10)).await {
+    let fleet = match drover_job::discover(
+        &client,
+        addrs,
+        args.model.as_deref(),
+        Duration::from_secs(10),
+    )
+    .await
+    {
         Ok(f) => f,
         Err(e) => return fail(&e),
     };
@@ -191,9 +240,18 @@ async fn run(plan: Plan, args: BatchServerArgs) -> u8 {
     .map(bytes::Bytes::from);
     let dispatch = DispatchConfig {
         mode: Mode::Adaptive,
-        retry: RetryPolicy { attempts: args.attempts, ..RetryPolicy::default() },
-        adaptive: AdaptiveConfig { max: args.max_per_backend, ..AdaptiveConfig::default() },
-        timeout: TimeoutPolicy { fixed: args.timeout, ..TimeoutPolicy::default() },
+        retry: RetryPolicy {
+            attempts: args.attempts,
+            ..RetryPolicy::default()
+        },
+        adaptive: AdaptiveConfig {
+            max: args.max_per_backend,
+            ..AdaptiveConfig::default()
+        },
+        timeout: TimeoutPolicy {
+            fixed: args.timeout,
+            ..TimeoutPolicy::default()
+        },
         stream: StreamPolicy::Auto,
         // The dispatcher's give-up after `max_wait` with every backend down lasts for its
         // whole life. A server must not turn an outage into failures for every later batch:
@@ -202,9 +260,19 @@ async fn run(plan: Plan, args: BatchServerArgs) -> u8 {
         probe_body,
         ..DispatchConfig::default()
     };
-    let labels: Vec<String> = fleet.backends.iter().map(|b| b.addr.label.clone()).collect();
+    let labels: Vec<String> = fleet
+        .backends
+        .iter()
+        .map(|b| b.addr.label.clone())
+        .collect();
     let membership = (!plan.dns.is_empty()).then(|| {
-        drover_job::membership::watch(client.clone(), sources.clone(), fleet.model.clone(), fleet.backends.clone(), Duration::from_secs(2))
+        drover_job::membership::watch(
+            client.clone(),
+            sources.clone(),
+            fleet.model.clone(),
+            fleet.backends.clone(),
+            Duration::from_secs(2),
+        )
     });
     let config = ServerConfig {
         data_dir: args.data_dir.clone(),
@@ -224,7 +292,12 @@ async fn run(plan: Plan, args: BatchServerArgs) -> u8 {
     };
     let listener = match tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await {
         Ok(l) => l,
-        Err(e) => return fail(&format!("cannot listen on {}:{}: {e}", args.host, args.port)),
+        Err(e) => {
+            return fail(&format!(
+                "cannot listen on {}:{}: {e}",
+                args.host, args.port
+            ));
+        }
     };
     let addr = match listener.local_addr() {
         Ok(a) => a,
@@ -238,14 +311,30 @@ async fn run(plan: Plan, args: BatchServerArgs) -> u8 {
         plan.backends_from,
         labels.join(", ")
     );
-    eprintln!("  model: {}", fleet.model.as_deref().unwrap_or("(not listed by the backends; requests name their own)"));
+    eprintln!(
+        "  model: {}",
+        fleet
+            .model
+            .as_deref()
+            .unwrap_or("(not listed by the backends; requests name their own)")
+    );
     eprintln!("  data: {}", server.data_dir().display());
-    eprintln!("  auth: {}", if plan.api_key.is_some() { "API key required" } else { "none (loopback only)" });
+    eprintln!(
+        "  auth: {}",
+        if plan.api_key.is_some() {
+            "API key required"
+        } else {
+            "none (loopback only)"
+        }
+    );
     println!("drover batch-server: listening on http://{addr}");
     let _ = std::io::stdout().flush();
     match server.serve(listener, interrupted()).await {
         Ok(()) => {
-            eprintln!("drover batch-server: stopped; unfinished batches resume on the next start with --data-dir {}", args.data_dir.display());
+            eprintln!(
+                "drover batch-server: stopped; unfinished batches resume on the next start with --data-dir {}",
+                args.data_dir.display()
+            );
             exit::OK
         }
         Err(e) => {
@@ -259,7 +348,9 @@ async fn run(plan: Plan, args: BatchServerArgs) -> u8 {
 /// disk is whole, so nothing is lost: the next start resumes).
 async fn interrupted() {
     wait_signal().await;
-    eprintln!("drover batch-server: stopping: no new requests; requests in flight get --grace (signal again to quit now)");
+    eprintln!(
+        "drover batch-server: stopping: no new requests; requests in flight get --grace (signal again to quit now)"
+    );
     tokio::spawn(async {
         wait_signal().await;
         eprintln!("drover batch-server: stopping now");
@@ -299,16 +390,34 @@ mod tests {
         let mut full = vec!["drover", "--data-dir", "d"];
         full.extend_from_slice(argv);
         let args = T::try_parse_from(full).unwrap().args;
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         plan(&args, &|k| env.get(k).cloned())
     }
 
     #[test]
     fn backends_from_flags_then_env() {
-        let p = plan_of(&["-b", "8001,h:2", "-b", "dns://svc:8000"], &[("VLLM_PORTS", "9")]).unwrap();
-        assert_eq!(p.backends.iter().map(|b| b.label.as_str()).collect::<Vec<_>>(), ["127.0.0.1:8001", "h:2"]);
+        let p = plan_of(
+            &["-b", "8001,h:2", "-b", "dns://svc:8000"],
+            &[("VLLM_PORTS", "9")],
+        )
+        .unwrap();
+        assert_eq!(
+            p.backends
+                .iter()
+                .map(|b| b.label.as_str())
+                .collect::<Vec<_>>(),
+            ["127.0.0.1:8001", "h:2"]
+        );
         assert_eq!(p.dns, vec![("svc".to_string(), 8000)]);
-        assert_eq!(plan_of(&[], &[("VLLM_PORTS", "8001,8002")]).unwrap().backends_from, "VLLM_PORTS");
+        assert_eq!(
+            plan_of(&[], &[("VLLM_PORTS", "8001,8002")])
+                .unwrap()
+                .backends_from,
+            "VLLM_PORTS"
+        );
         assert!(plan_of(&[], &[]).unwrap_err().contains("-b"));
     }
 
@@ -318,16 +427,43 @@ mod tests {
             assert!(plan_of(&["-b", "1", "--host", host], &[]).is_ok(), "{host}");
         }
         let e = plan_of(&["-b", "1", "--host", "0.0.0.0"], &[]).unwrap_err();
-        assert!(e.contains("--api-key") && e.contains("DROVER_BATCH_API_KEY"), "{e}");
+        assert!(
+            e.contains("--api-key") && e.contains("DROVER_BATCH_API_KEY"),
+            "{e}"
+        );
         assert!(plan_of(&["-b", "1", "--host", "0.0.0.0", "--api-key", "k"], &[]).is_ok());
-        assert_eq!(plan_of(&["-b", "1", "--api-key", "k"], &[]).unwrap().api_key.as_deref(), Some("k"));
+        assert_eq!(
+            plan_of(&["-b", "1", "--api-key", "k"], &[])
+                .unwrap()
+                .api_key
+                .as_deref(),
+            Some("k")
+        );
     }
 
     #[test]
     fn bad_values_name_their_flag() {
-        assert!(plan_of(&["-b", "nope"], &[]).unwrap_err().contains("no port"));
-        assert!(plan_of(&["-b", "1", "--attempts", "0"], &[]).unwrap_err().contains("--attempts"));
-        assert!(plan_of(&["-b", "1", "--backend-api-key-env", "K"], &[]).unwrap_err().contains("K is not set"));
-        assert_eq!(plan_of(&["-b", "1", "--backend-api-key-env", "K"], &[("K", "s")]).unwrap().backend_key.as_deref(), Some("s"));
+        assert!(
+            plan_of(&["-b", "nope"], &[])
+                .unwrap_err()
+                .contains("no port")
+        );
+        assert!(
+            plan_of(&["-b", "1", "--attempts", "0"], &[])
+                .unwrap_err()
+                .contains("--attempts")
+        );
+        assert!(
+            plan_of(&["-b", "1", "--backend-api-key-env", "K"], &[])
+                .unwrap_err()
+                .contains("K is not set")
+        );
+        assert_eq!(
+            plan_of(&["-b", "1", "--backend-api-key-env", "K"], &[("K", "s")])
+                .unwrap()
+                .backend_key
+                .as_deref(),
+            Some("s")
+        );
     }
 }

@@ -25,7 +25,13 @@ pub struct BenchArgs {
     pub input: Option<PathBuf>,
 
     /// Backends to measure (as for `drover run`).
-    #[arg(short = 'b', long = "backends", value_name = "LIST", value_delimiter = ',', conflicts_with = "sim")]
+    #[arg(
+        short = 'b',
+        long = "backends",
+        value_name = "LIST",
+        value_delimiter = ',',
+        conflicts_with = "sim"
+    )]
     pub backends: Vec<String>,
 
     /// Measure N simulated instances, started in-process (fresh for every run).
@@ -61,7 +67,11 @@ pub struct BenchArgs {
     pub max_tokens: u32,
 
     /// Modes to run, in order: serial, concurrent, adaptive.
-    #[arg(long, value_delimiter = ',', default_value = "serial,concurrent,adaptive")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "serial,concurrent,adaptive"
+    )]
     pub modes: Vec<String>,
 
     /// Requests in flight in total for the concurrent mode [default: number of instances].
@@ -126,7 +136,10 @@ pub struct Row {
 
 /// Runs `drover bench`.
 pub fn main(args: BenchArgs) -> u8 {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match rt.block_on(bench(args)) {
         Ok(code) => code,
         Err(e) => {
@@ -142,7 +155,9 @@ enum Point {
 
 async fn bench(args: BenchArgs) -> Result<u8, String> {
     if args.sim.is_none() && args.backends.is_empty() {
-        return Err("give the fleet to measure: -b BACKENDS, or --sim N for simulated instances".into());
+        return Err(
+            "give the fleet to measure: -b BACKENDS, or --sim N for simulated instances".into(),
+        );
     }
     let instances = args.sim.unwrap_or(args.backends.len());
     if instances == 0 {
@@ -151,8 +166,14 @@ async fn bench(args: BenchArgs) -> Result<u8, String> {
     let mut sim_config = SimConfig::preset(&args.preset).map_err(|e| e.to_string())?;
     sim_config.time_scale = args.time_scale;
     sim_config.seed = args.seed;
-    if !args.speed_factors.is_empty() && args.speed_factors.len() != instances && args.speed_factors.len() != 1 {
-        return Err(format!("--speed-factors has {} values for {instances} instances", args.speed_factors.len()));
+    if !args.speed_factors.is_empty()
+        && args.speed_factors.len() != instances
+        && args.speed_factors.len() != 1
+    {
+        return Err(format!(
+            "--speed-factors has {} values for {instances} instances",
+            args.speed_factors.len()
+        ));
     }
     if let Some(path) = &args.report {
         crate::cmd::run::observe::check_writable(path)?;
@@ -162,17 +183,29 @@ async fn bench(args: BenchArgs) -> Result<u8, String> {
     for m in &args.modes {
         match m.as_str() {
             "serial" => points.push(Point::Mode(Mode::Serial, "serial".into())),
-            "concurrent" => points.push(Point::Mode(Mode::Concurrent(workers), format!("concurrent N={workers}"))),
+            "concurrent" => points.push(Point::Mode(
+                Mode::Concurrent(workers),
+                format!("concurrent N={workers}"),
+            )),
             "adaptive" => points.push(Point::Mode(Mode::Adaptive, "adaptive".into())),
-            other => return Err(format!("--modes: unknown mode {other:?} (serial, concurrent, adaptive)")),
+            other => {
+                return Err(format!(
+                    "--modes: unknown mode {other:?} (serial, concurrent, adaptive)"
+                ));
+            }
         }
     }
     for &n in &args.sweep {
-        points.push(Point::Mode(Mode::Concurrent(n.max(1)), format!("fixed {n}")));
+        points.push(Point::Mode(
+            Mode::Concurrent(n.max(1)),
+            format!("fixed {n}"),
+        ));
     }
     let dir = tempfile::tempdir().map_err(|e| format!("cannot create a temporary folder: {e}"))?;
     let client = Client::new(ClientConfig {
-        api_key: std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.is_empty()),
+        api_key: std::env::var("OPENAI_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty()),
         ..ClientConfig::default()
     })
     .map_err(|e| e.to_string())?;
@@ -184,7 +217,10 @@ async fn bench(args: BenchArgs) -> Result<u8, String> {
             None => synthetic_description(&args),
         },
         match args.sim {
-            Some(n) => format!("{n} simulated instances ({}, time scale {})", args.preset, args.time_scale),
+            Some(n) => format!(
+                "{n} simulated instances ({}, time scale {})",
+                args.preset, args.time_scale
+            ),
             None => format!("{} backends", args.backends.len()),
         }
     );
@@ -209,15 +245,28 @@ async fn bench(args: BenchArgs) -> Result<u8, String> {
                         c
                     })
                     .collect();
-                Some(Fleet::start("127.0.0.1", &vec![0; n], configs).await.map_err(|e| e.to_string())?)
+                Some(
+                    Fleet::start("127.0.0.1", &vec![0; n], configs)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
             }
             None => None,
         };
         let addrs: Vec<BackendAddr> = match &fleet {
-            Some(f) => f.urls().iter().map(|u| BackendAddr::parse(u).expect("sim url")).collect(),
-            None => args.backends.iter().map(|b| BackendAddr::parse(b).map_err(|e| e.to_string())).collect::<Result<_, _>>()?,
+            Some(f) => f
+                .urls()
+                .iter()
+                .map(|u| BackendAddr::parse(u).expect("sim url"))
+                .collect(),
+            None => args
+                .backends
+                .iter()
+                .map(|b| BackendAddr::parse(b).map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()?,
         };
-        let (row, stats) = run_point(&client, addrs, mode, &label, &input, dir.path(), &args).await?;
+        let (row, stats) =
+            run_point(&client, addrs, mode, &label, &input, dir.path(), &args).await?;
         run_stats.push(stats);
         eprintln!(
             "  {:<16} {:>6}/{:<6} in {:>7} → {:>8.1} tasks/s {:>9.0} out tok/s{}",
@@ -227,7 +276,11 @@ async fn bench(args: BenchArgs) -> Result<u8, String> {
             drover_stats::summary::fmt_secs(row.wall_s),
             row.tasks_per_s,
             row.output_tokens_per_s,
-            if row.partial { "  (stopped at the budget)" } else { "" }
+            if row.partial {
+                "  (stopped at the budget)"
+            } else {
+                ""
+            }
         );
         rows.push(row);
         if let Some(f) = fleet {
@@ -247,8 +300,11 @@ async fn bench(args: BenchArgs) -> Result<u8, String> {
             },
             "runs": rows,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&doc).expect("json") + "\n")
-            .map_err(|e| format!("cannot write --json {}: {e}", path.display()))?;
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&doc).expect("json") + "\n",
+        )
+        .map_err(|e| format!("cannot write --json {}: {e}", path.display()))?;
     }
     if let Some(path) = &args.report {
         write_report(path, &args, &rows, &run_stats)?;
@@ -257,28 +313,66 @@ async fn bench(args: BenchArgs) -> Result<u8, String> {
 }
 
 /// `--report`: the seed's table (the same cells as printed) and the runs' curves.
-fn write_report(path: &std::path::Path, args: &BenchArgs, rows: &[Row], stats: &[drover_stats::RunStats]) -> Result<(), String> {
+fn write_report(
+    path: &std::path::Path,
+    args: &BenchArgs,
+    rows: &[Row],
+    stats: &[drover_stats::RunStats],
+) -> Result<(), String> {
     use drover_stats::report::{BenchReport, BenchRun, Table};
     let text = table(rows);
-    let cells = |line: &str| line.trim().trim_matches('|').split('|').map(|c| c.trim().to_string()).collect::<Vec<_>>();
-    let mut lines = text.lines().filter(|l| l.starts_with('|') && !l.starts_with("|-"));
+    let cells = |line: &str| {
+        line.trim()
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    let mut lines = text
+        .lines()
+        .filter(|l| l.starts_with('|') && !l.starts_with("|-"));
     let headers = lines.next().map(cells).unwrap_or_default();
     let report = BenchReport {
         description: vec![
-            ("tasks".into(), match &args.input {
-                Some(p) => p.display().to_string(),
-                None => synthetic_description(args),
-            }),
-            ("fleet".into(), match args.sim {
-                Some(n) => format!("{n} simulated instances ({}, time scale {})", args.preset, args.time_scale),
-                None => args.backends.join(", "),
-            }),
+            (
+                "tasks".into(),
+                match &args.input {
+                    Some(p) => p.display().to_string(),
+                    None => synthetic_description(args),
+                },
+            ),
+            (
+                "fleet".into(),
+                match args.sim {
+                    Some(n) => format!(
+                        "{n} simulated instances ({}, time scale {})",
+                        args.preset, args.time_scale
+                    ),
+                    None => args.backends.join(", "),
+                },
+            ),
         ],
-        table: Table { headers, rows: lines.map(cells).collect() },
-        notes: text.lines().filter(|l| !l.starts_with('|')).map(str::to_string).collect(),
-        runs: rows.iter().zip(stats).map(|(r, s)| BenchRun { label: &r.label, stats: s, wall_seconds: r.wall_s }).collect(),
+        table: Table {
+            headers,
+            rows: lines.map(cells).collect(),
+        },
+        notes: text
+            .lines()
+            .filter(|l| !l.starts_with('|'))
+            .map(str::to_string)
+            .collect(),
+        runs: rows
+            .iter()
+            .zip(stats)
+            .map(|(r, s)| BenchRun {
+                label: &r.label,
+                stats: s,
+                wall_seconds: r.wall_s,
+            })
+            .collect(),
     };
-    std::fs::write(path, drover_stats::report::bench_report(&report)).map_err(|e| format!("cannot write --report {}: {e}", path.display()))
+    std::fs::write(path, drover_stats::report::bench_report(&report))
+        .map_err(|e| format!("cannot write --report {}: {e}", path.display()))
 }
 
 fn synthetic_description(args: &BenchArgs) -> String {
@@ -287,7 +381,10 @@ fn synthetic_description(args: &BenchArgs) -> String {
             "synthetic {} tasks ({} then {} prompt tokens, {} output tokens)",
             args.tasks, args.prompt_tokens, p2, args.max_tokens
         ),
-        None => format!("synthetic {} tasks ({} prompt tokens, {} output tokens)", args.tasks, args.prompt_tokens, args.max_tokens),
+        None => format!(
+            "synthetic {} tasks ({} prompt tokens, {} output tokens)",
+            args.tasks, args.prompt_tokens, args.max_tokens
+        ),
     }
 }
 
@@ -296,12 +393,34 @@ fn synthetic_description(args: &BenchArgs) -> String {
 fn write_synthetic(args: &BenchArgs, dir: &std::path::Path, k: u64) -> Result<PathBuf, String> {
     use std::io::Write;
     const WORDS: &[&str] = &[
-        "the", "report", "shows", "quarterly", "revenue", "growth", "across", "regions", "while", "costs", "remained",
-        "stable", "analysts", "expect", "further", "gains", "in", "cloud", "services", "and", "hardware",
+        "the",
+        "report",
+        "shows",
+        "quarterly",
+        "revenue",
+        "growth",
+        "across",
+        "regions",
+        "while",
+        "costs",
+        "remained",
+        "stable",
+        "analysts",
+        "expect",
+        "further",
+        "gains",
+        "in",
+        "cloud",
+        "services",
+        "and",
+        "hardware",
     ];
     let path = dir.join(format!("bench-{k}.jsonl"));
     let mut f = std::io::BufWriter::new(std::fs::File::create(&path).map_err(|e| e.to_string())?);
-    let mut state = args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(k + 1);
+    let mut state = args
+        .seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(k + 1);
     let mut next = || {
         state ^= state << 13;
         state ^= state >> 7;
@@ -335,13 +454,26 @@ async fn run_point(
     dir: &std::path::Path,
     args: &BenchArgs,
 ) -> Result<(Row, drover_stats::RunStats), String> {
-    let fleet = drover_job::discover(client, addrs, args.model.as_deref(), Duration::from_secs(30)).await.map_err(|e| e.to_string())?;
+    let fleet = drover_job::discover(
+        client,
+        addrs,
+        args.model.as_deref(),
+        Duration::from_secs(30),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let instances = fleet.backends.len();
     let spec = JobSpec {
         input: InputSource::Path(input.to_path_buf()),
         output: dir.join("bench-out.jsonl"),
         output_mode: OutputMode::Overwrite,
-        parse: ParseConfig { defaults: RequestDefaults { model: fleet.model.clone(), ..RequestDefaults::default() }, template: None },
+        parse: ParseConfig {
+            defaults: RequestDefaults {
+                model: fleet.model.clone(),
+                ..RequestDefaults::default()
+            },
+            template: None,
+        },
         max_line_bytes: 16 << 20,
         shard: None,
         strict: false,
@@ -395,7 +527,10 @@ async fn run_point(
 
 /// The seed's comparison table, with measured numbers.
 pub fn table(rows: &[Row]) -> String {
-    let base = rows.iter().find(|r| r.mode == "serial").map(|r| r.output_tokens_per_s);
+    let base = rows
+        .iter()
+        .find(|r| r.mode == "serial")
+        .map(|r| r.output_tokens_per_s);
     let mut s = String::new();
     s.push_str(&format!(
         "| {:<18} | {:>9} | {:<24} | {:>14} | {:>9} | {:>8} | {:>11} | {:>8} |\n",
@@ -406,17 +541,28 @@ pub fn table(rows: &[Row]) -> String {
         let conc = match r.concurrency {
             Some(c) => c.to_string(),
             None => {
-                let limits: Vec<String> = r.final_limits.iter().map(|l| l.map_or("-".into(), |l| l.to_string())).collect();
+                let limits: Vec<String> = r
+                    .final_limits
+                    .iter()
+                    .map(|l| l.map_or("-".into(), |l| l.to_string()))
+                    .collect();
                 format!("auto ({})", limits.join(","))
             }
         };
-        let speedup = base.filter(|b| *b > 0.0).map_or("-".into(), |b| format!("{:.1}x", r.output_tokens_per_s / b));
+        let speedup = base
+            .filter(|b| *b > 0.0)
+            .map_or("-".into(), |b| format!("{:.1}x", r.output_tokens_per_s / b));
         s.push_str(&format!(
             "| {:<18} | {:>9} | {:<24} | {:>14} | {:>9} | {:>8.1} | {:>11.0} | {:>8} |\n",
             r.label,
             r.instances,
             conc,
-            format!("{}/{}{}", r.tasks_done, r.tasks_total, if r.partial { "*" } else { "" }),
+            format!(
+                "{}/{}{}",
+                r.tasks_done,
+                r.tasks_total,
+                if r.partial { "*" } else { "" }
+            ),
             drover_stats::summary::fmt_secs(r.wall_s),
             r.tasks_per_s,
             r.output_tokens_per_s,

@@ -24,7 +24,12 @@ use crate::exit;
 #[command(after_help = "Exit codes: 0 every backend reachable, 1 some unreachable, 2 usage error.")]
 pub struct ProbeArgs {
     /// Backends: 8001, host:port, http(s)://host:port[/v1], dns://name:port [default: DROVER_BACKENDS, then VLLM_PORTS].
-    #[arg(short = 'b', long = "backends", value_name = "LIST", value_delimiter = ',')]
+    #[arg(
+        short = 'b',
+        long = "backends",
+        value_name = "LIST",
+        value_delimiter = ','
+    )]
     pub backends: Vec<String>,
 
     /// Print JSON (an array, one object per backend) instead of a table.
@@ -104,14 +109,23 @@ pub fn main(args: ProbeArgs) -> u8 {
         eprintln!("drover probe: name the backends: -b 8001,8002 (or DROVER_BACKENDS)");
         return exit::USAGE;
     };
-    let raw: Vec<String> = raw.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    let raw: Vec<String> = raw
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     let mut targets = Vec::new();
     for b in &raw {
         match b.strip_prefix("dns://") {
-            Some(rest) => match rest.rsplit_once(':').and_then(|(n, p)| Some((n.to_string(), p.parse::<u16>().ok()?))) {
+            Some(rest) => match rest
+                .rsplit_once(':')
+                .and_then(|(n, p)| Some((n.to_string(), p.parse::<u16>().ok()?)))
+            {
                 Some((name, port)) => targets.push(Target::Dns(name, port)),
                 None => {
-                    eprintln!("drover probe: invalid backend {b:?}: dns:// needs name:port, e.g. dns://vllm.default.svc:8000");
+                    eprintln!(
+                        "drover probe: invalid backend {b:?}: dns:// needs name:port, e.g. dns://vllm.default.svc:8000"
+                    );
                     return exit::USAGE;
                 }
             },
@@ -128,43 +142,71 @@ pub fn main(args: ProbeArgs) -> u8 {
         Some(name) => match env(name) {
             Some(k) => Some(k),
             None => {
-                eprintln!("drover probe: --api-key-env {name}: the environment variable {name} is not set");
+                eprintln!(
+                    "drover probe: --api-key-env {name}: the environment variable {name} is not set"
+                );
                 return exit::USAGE;
             }
         },
         None => env("OPENAI_API_KEY"),
     };
-    let http = match reqwest::Client::builder().no_proxy().connect_timeout(args.timeout).timeout(args.timeout).build() {
+    let http = match reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(args.timeout)
+        .timeout(args.timeout)
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("drover probe: cannot build the HTTP client: {e}");
             return exit::USAGE;
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let probes = rt.block_on(async {
         let mut addrs = Vec::new();
         let mut failed = Vec::new();
         for t in targets {
             match t {
                 Target::Addr(a) => addrs.push(*a),
-                Target::Dns(name, port) => match tokio::net::lookup_host((name.as_str(), port)).await {
-                    Ok(found) => addrs.extend(found.filter_map(|sa| BackendAddr::parse(&sa.to_string()).ok())),
-                    Err(e) => failed.push(unreachable(format!("dns://{name}:{port}"), String::new(), format!("cannot resolve {name}: {e}"))),
+                Target::Dns(name, port) => match tokio::net::lookup_host((name.as_str(), port))
+                    .await
+                {
+                    Ok(found) => addrs
+                        .extend(found.filter_map(|sa| BackendAddr::parse(&sa.to_string()).ok())),
+                    Err(e) => failed.push(unreachable(
+                        format!("dns://{name}:{port}"),
+                        String::new(),
+                        format!("cannot resolve {name}: {e}"),
+                    )),
                 },
             }
         }
-        let ctx = Ctx { http, key, timeout: args.timeout };
+        let ctx = Ctx {
+            http,
+            key,
+            timeout: args.timeout,
+        };
         let mut probes = futures::future::join_all(addrs.iter().map(|a| probe(&ctx, a))).await;
         probes.extend(failed);
         probes
     });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&probes).expect("probes serialize"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&probes).expect("probes serialize")
+        );
     } else {
         print!("{}", table(&probes));
     }
-    if probes.iter().all(|p| p.reachable) { exit::OK } else { exit::TASKS_FAILED }
+    if probes.iter().all(|p| p.reachable) {
+        exit::OK
+    } else {
+        exit::TASKS_FAILED
+    }
 }
 
 enum Target {
@@ -192,7 +234,11 @@ impl Got {
         self.status.is_some_and(|s| (200..300).contains(&s))
     }
     fn json(&self) -> Option<Value> {
-        if self.ok() { serde_json::from_str(&self.body).ok() } else { None }
+        if self.ok() {
+            serde_json::from_str(&self.body).ok()
+        } else {
+            None
+        }
     }
 }
 
@@ -205,11 +251,23 @@ async fn get(ctx: &Ctx, url: String) -> Got {
         Ok(resp) => {
             let status = resp.status().as_u16();
             match resp.text().await {
-                Ok(body) => Got { status: Some(status), body, error: None },
-                Err(e) => Got { status: Some(status), body: String::new(), error: Some(chain(&e)) },
+                Ok(body) => Got {
+                    status: Some(status),
+                    body,
+                    error: None,
+                },
+                Err(e) => Got {
+                    status: Some(status),
+                    body: String::new(),
+                    error: Some(chain(&e)),
+                },
             }
         }
-        Err(e) => Got { status: None, body: String::new(), error: Some(chain(&e)) },
+        Err(e) => Got {
+            status: None,
+            body: String::new(),
+            error: Some(chain(&e)),
+        },
     };
     tracing::debug!(%url, status = ?got.status, error = ?got.error, "probe GET");
     got
@@ -234,17 +292,39 @@ fn unreachable(backend: String, url: String, error: String) -> Probe {
 }
 
 async fn probe(ctx: &Ctx, addr: &BackendAddr) -> Probe {
-    let authority = addr.root.split_once("://").map_or(addr.root.as_str(), |(_, a)| a);
-    let target = if authority.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']')) {
+    let authority = addr
+        .root
+        .split_once("://")
+        .map_or(addr.root.as_str(), |(_, a)| a);
+    let target = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.contains(']'))
+    {
         authority.to_string()
     } else {
-        format!("{authority}:{}", if addr.root.starts_with("https") { 443 } else { 80 })
+        format!(
+            "{authority}:{}",
+            if addr.root.starts_with("https") {
+                443
+            } else {
+                80
+            }
+        )
     };
     let start = Instant::now();
     match tokio::time::timeout(ctx.timeout, tokio::net::TcpStream::connect(target.as_str())).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return unreachable(addr.label.clone(), addr.base.clone(), e.to_string()),
-        Err(_) => return unreachable(addr.label.clone(), addr.base.clone(), format!("no connection within {}", humantime::format_duration(ctx.timeout))),
+        Err(_) => {
+            return unreachable(
+                addr.label.clone(),
+                addr.base.clone(),
+                format!(
+                    "no connection within {}",
+                    humantime::format_duration(ctx.timeout)
+                ),
+            );
+        }
     }
     let connect_ms = start.elapsed().as_secs_f64() * 1000.0;
     let r = |p: &str| addr.root_url(p);
@@ -281,7 +361,11 @@ async fn probe(ctx: &Ctx, addr: &BackendAddr) -> Probe {
     };
     let models_error = match (&models.status, &models.error) {
         _ if !d.models.is_empty() => None,
-        (Some(401 | 403), _) => Some(format!("{} answered HTTP {}: the API key is missing or wrong (--api-key-env)", addr.url("models"), models.status.unwrap_or(0))),
+        (Some(401 | 403), _) => Some(format!(
+            "{} answered HTTP {}: the API key is missing or wrong (--api-key-env)",
+            addr.url("models"),
+            models.status.unwrap_or(0)
+        )),
         (Some(s), _) if !models.ok() => Some(format!("{} answered HTTP {s}", addr.url("models"))),
         (_, Some(e)) => Some(e.clone()),
         _ => Some("no model listed".into()),
@@ -296,7 +380,12 @@ async fn probe(ctx: &Ctx, addr: &BackendAddr) -> Probe {
         engine: Some(d.engine.name()),
         engine_version: d.version,
         evidence: d.evidence,
-        max_model_len: d.models.iter().filter_map(|m| m.max_model_len).max().or(d.context),
+        max_model_len: d
+            .models
+            .iter()
+            .filter_map(|m| m.max_model_len)
+            .max()
+            .or(d.context),
         models: d.models,
         models_error,
         load: d.load,
@@ -332,7 +421,12 @@ struct Decision {
 /// unique to it; then endpoints only one engine has (Ollama's `/api/*`, TGI's `/info`,
 /// llama.cpp's `/props`); then `owned_by` in the model list, which servers fill with their name.
 fn decide(s: &Seen) -> Decision {
-    let str_at = |v: &Option<Value>, p: &str| v.as_ref().and_then(|v| v.pointer(p)).and_then(Value::as_str).map(str::to_string);
+    let str_at = |v: &Option<Value>, p: &str| {
+        v.as_ref()
+            .and_then(|v| v.pointer(p))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     let mut models: Vec<ModelOut> = s
         .models
         .as_ref()
@@ -340,7 +434,12 @@ fn decide(s: &Seen) -> Decision {
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
-                .filter_map(|m| Some(ModelOut { id: m.get("id")?.as_str()?.to_string(), max_model_len: m.get("max_model_len").and_then(Value::as_u64) }))
+                .filter_map(|m| {
+                    Some(ModelOut {
+                        id: m.get("id")?.as_str()?.to_string(),
+                        max_model_len: m.get("max_model_len").and_then(Value::as_u64),
+                    })
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -349,23 +448,45 @@ fn decide(s: &Seen) -> Decision {
         .as_ref()
         .and_then(|v| v.get("data"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|m| m.get("owned_by")?.as_str().map(str::to_lowercase)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m.get("owned_by")?.as_str().map(str::to_lowercase))
+                .collect()
+        })
         .unwrap_or_default();
     let signals = s.metrics.and_then(parse_metrics);
     let is_ollama = str_at(&s.ollama_version, "/version").is_some()
-        && s.ollama_tags.as_ref().and_then(|t| t.get("models")).is_some_and(Value::is_array);
+        && s.ollama_tags
+            .as_ref()
+            .and_then(|t| t.get("models"))
+            .is_some_and(Value::is_array);
     let is_tgi = str_at(&s.tgi_info, "/model_id").is_some()
-        && s.tgi_info.as_ref().is_some_and(|i| ["max_total_tokens", "router", "max_input_tokens"].iter().any(|k| i.get(k).is_some()));
-    let is_llama = s.llama_props.as_ref().is_some_and(|p| p.get("default_generation_settings").is_some() || p.get("total_slots").is_some());
+        && s.tgi_info.as_ref().is_some_and(|i| {
+            ["max_total_tokens", "router", "max_input_tokens"]
+                .iter()
+                .any(|k| i.get(k).is_some())
+        });
+    let is_llama = s.llama_props.as_ref().is_some_and(|p| {
+        p.get("default_generation_settings").is_some() || p.get("total_slots").is_some()
+    });
 
     let (engine, evidence) = if let Some(sig) = &signals {
-        (sig.engine, format!("/metrics has {} metric names", sig.engine.name()))
+        (
+            sig.engine,
+            format!("/metrics has {} metric names", sig.engine.name()),
+        )
     } else if is_ollama {
-        (EngineKind::Ollama, "/api/version and /api/tags answer (Ollama API)".to_string())
+        (
+            EngineKind::Ollama,
+            "/api/version and /api/tags answer (Ollama API)".to_string(),
+        )
     } else if is_tgi {
         (EngineKind::Tgi, "/info describes a TGI router".to_string())
     } else if is_llama {
-        (EngineKind::LlamaCpp, "/props answers (llama.cpp server)".to_string())
+        (
+            EngineKind::LlamaCpp,
+            "/props answers (llama.cpp server)".to_string(),
+        )
     } else if let Some((kind, o)) = owned_by.iter().find_map(|o| match o.as_str() {
         "vllm" => Some((EngineKind::Vllm, o)),
         "sglang" => Some((EngineKind::Sglang, o)),
@@ -374,7 +495,10 @@ fn decide(s: &Seen) -> Decision {
     }) {
         (kind, format!("/v1/models says owned_by \"{o}\""))
     } else {
-        (EngineKind::Other, "no engine-specific endpoint or metric name answered".to_string())
+        (
+            EngineKind::Other,
+            "no engine-specific endpoint or metric name answered".to_string(),
+        )
     };
     let mut evidence = vec![evidence];
     if !owned_by.is_empty() && !evidence[0].contains("owned_by") {
@@ -388,29 +512,76 @@ fn decide(s: &Seen) -> Decision {
         _ => str_at(&s.version, "/version"),
     };
     if models.is_empty() && engine == EngineKind::Ollama {
-        let tags = s.ollama_tags.as_ref().and_then(|t| t.get("models")).and_then(Value::as_array);
-        models = tags.map(|a| a.iter().filter_map(|m| Some(ModelOut { id: m.get("name")?.as_str()?.to_string(), max_model_len: None })).collect()).unwrap_or_default();
+        let tags = s
+            .ollama_tags
+            .as_ref()
+            .and_then(|t| t.get("models"))
+            .and_then(Value::as_array);
+        models = tags
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| {
+                        Some(ModelOut {
+                            id: m.get("name")?.as_str()?.to_string(),
+                            max_model_len: None,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
     }
     let context = match engine {
-        EngineKind::Tgi => s.tgi_info.as_ref().and_then(|i| i.get("max_total_tokens")).and_then(Value::as_u64),
+        EngineKind::Tgi => s
+            .tgi_info
+            .as_ref()
+            .and_then(|i| i.get("max_total_tokens"))
+            .and_then(Value::as_u64),
         EngineKind::LlamaCpp => s.llama_props.as_ref().and_then(|p| {
-            p.pointer("/default_generation_settings/n_ctx").or_else(|| p.get("n_ctx")).and_then(Value::as_u64)
+            p.pointer("/default_generation_settings/n_ctx")
+                .or_else(|| p.get("n_ctx"))
+                .and_then(Value::as_u64)
         }),
         _ => None,
     };
     let load = match &signals {
-        Some(sig) => Some(Load { running: sig.running, waiting: sig.waiting, kv_usage: sig.kv_usage, source: "metrics" }),
-        None if engine == EngineKind::LlamaCpp => s.llama_slots.as_ref().and_then(Value::as_array).map(|slots| {
-            // Newer servers say is_processing, older ones state 1.
-            let busy = slots
-                .iter()
-                .filter(|sl| sl.get("is_processing").and_then(Value::as_bool).unwrap_or(false) || sl.get("state").and_then(Value::as_u64) == Some(1))
-                .count();
-            Load { running: Some(busy as f64), waiting: None, kv_usage: None, source: "slots" }
+        Some(sig) => Some(Load {
+            running: sig.running,
+            waiting: sig.waiting,
+            kv_usage: sig.kv_usage,
+            source: "metrics",
         }),
+        None if engine == EngineKind::LlamaCpp => s
+            .llama_slots
+            .as_ref()
+            .and_then(Value::as_array)
+            .map(|slots| {
+                // Newer servers say is_processing, older ones state 1.
+                let busy = slots
+                    .iter()
+                    .filter(|sl| {
+                        sl.get("is_processing")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false)
+                            || sl.get("state").and_then(Value::as_u64) == Some(1)
+                    })
+                    .count();
+                Load {
+                    running: Some(busy as f64),
+                    waiting: None,
+                    kv_usage: None,
+                    source: "slots",
+                }
+            }),
         None => None,
     };
-    Decision { engine, version, evidence, models, context, load }
+    Decision {
+        engine,
+        version,
+        evidence,
+        models,
+        context,
+        load,
+    }
 }
 
 /// The terminal table.
@@ -424,7 +595,12 @@ fn table(probes: &[Probe]) -> String {
     );
     for p in probes {
         if !p.reachable {
-            let _ = writeln!(s, "{:<22} unreachable: {}", cut(&p.backend, 22), p.error.as_deref().unwrap_or("-"));
+            let _ = writeln!(
+                s,
+                "{:<22} unreachable: {}",
+                cut(&p.backend, 22),
+                p.error.as_deref().unwrap_or("-")
+            );
             continue;
         }
         let engine = match (&p.engine, &p.engine_version) {
@@ -433,7 +609,10 @@ fn table(probes: &[Probe]) -> String {
             _ => "-".into(),
         };
         let model = match p.models.len() {
-            0 => p.models_error.as_deref().map_or("-".into(), |_| "(not listed)".into()),
+            0 => p
+                .models_error
+                .as_deref()
+                .map_or("-".into(), |_| "(not listed)".into()),
             1 => p.models[0].id.clone(),
             n => format!("{} (+{})", p.models[0].id, n - 1),
         };
@@ -450,19 +629,29 @@ fn table(probes: &[Probe]) -> String {
             p.max_model_len.map_or("-".into(), |l| l.to_string()),
             num(load.and_then(|l| l.running)),
             num(load.and_then(|l| l.waiting)),
-            load.and_then(|l| l.kv_usage).map_or("-".into(), |k| format!("{:.0}%", k * 100.0)),
+            load.and_then(|l| l.kv_usage)
+                .map_or("-".into(), |k| format!("{:.0}%", k * 100.0)),
         );
         if let Some(e) = &p.models_error {
             let _ = writeln!(s, "{:<22}   models: {e}", "");
         }
     }
     let up = probes.iter().filter(|p| p.reachable).count();
-    let _ = writeln!(s, "{up} of {} backend{} reachable", probes.len(), if probes.len() == 1 { "" } else { "s" });
+    let _ = writeln!(
+        s,
+        "{up} of {} backend{} reachable",
+        probes.len(),
+        if probes.len() == 1 { "" } else { "s" }
+    );
     s
 }
 
 fn cut(s: &str, n: usize) -> String {
-    if s.chars().count() <= n { s.to_string() } else { format!("{}…", s.chars().take(n - 1).collect::<String>()) }
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
 }
 
 /// `outer: inner`, so "connection refused" shows behind reqwest's wrapper.
@@ -487,12 +676,22 @@ mod tests {
     #[test]
     fn metric_names_win() {
         let d = decide(&Seen {
-            metrics: Some("sglang:num_running_reqs 3\nsglang:num_queue_reqs 1\nsglang:token_usage 0.5\n"),
+            metrics: Some(
+                "sglang:num_running_reqs 3\nsglang:num_queue_reqs 1\nsglang:token_usage 0.5\n",
+            ),
             models: Some(json!({"data": [{"id": "m", "owned_by": "vllm"}]})),
             ..Seen::default()
         });
         assert_eq!(d.engine, EngineKind::Sglang);
-        assert_eq!(d.load, Some(Load { running: Some(3.0), waiting: Some(1.0), kv_usage: Some(0.5), source: "metrics" }));
+        assert_eq!(
+            d.load,
+            Some(Load {
+                running: Some(3.0),
+                waiting: Some(1.0),
+                kv_usage: Some(0.5),
+                source: "metrics"
+            })
+        );
         assert_eq!(d.evidence.len(), 2, "{:?}", d.evidence);
     }
 
@@ -503,29 +702,59 @@ mod tests {
             ollama_tags: Some(json!({"models": [{"name": "llama3.2:1b"}]})),
             ..Seen::default()
         });
-        assert_eq!((ollama.engine, ollama.version.as_deref()), (EngineKind::Ollama, Some("0.5.7")));
+        assert_eq!(
+            (ollama.engine, ollama.version.as_deref()),
+            (EngineKind::Ollama, Some("0.5.7"))
+        );
         assert_eq!(ollama.models[0].id, "llama3.2:1b");
-        let tgi = decide(&Seen { tgi_info: Some(json!({"model_id": "x", "max_total_tokens": 4096, "version": "2.1"})), ..Seen::default() });
-        assert_eq!((tgi.engine, tgi.context), (EngineKind::Tgi, Some(4096)));
-        let llama = decide(&Seen {
-            llama_props: Some(json!({"default_generation_settings": {"n_ctx": 8192}, "total_slots": 2})),
-            llama_slots: Some(json!([{"id": 0, "is_processing": true}, {"id": 1, "is_processing": false}])),
+        let tgi = decide(&Seen {
+            tgi_info: Some(json!({"model_id": "x", "max_total_tokens": 4096, "version": "2.1"})),
             ..Seen::default()
         });
-        assert_eq!((llama.engine, llama.context), (EngineKind::LlamaCpp, Some(8192)));
+        assert_eq!((tgi.engine, tgi.context), (EngineKind::Tgi, Some(4096)));
+        let llama = decide(&Seen {
+            llama_props: Some(
+                json!({"default_generation_settings": {"n_ctx": 8192}, "total_slots": 2}),
+            ),
+            llama_slots: Some(
+                json!([{"id": 0, "is_processing": true}, {"id": 1, "is_processing": false}]),
+            ),
+            ..Seen::default()
+        });
+        assert_eq!(
+            (llama.engine, llama.context),
+            (EngineKind::LlamaCpp, Some(8192))
+        );
         assert_eq!(llama.load.unwrap().running, Some(1.0));
         // A server that only says its name.
-        let named = decide(&Seen { models: Some(json!({"data": [{"id": "m", "owned_by": "vllm", "max_model_len": 2048}]})), ..Seen::default() });
-        assert_eq!((named.engine, named.models[0].max_model_len), (EngineKind::Vllm, Some(2048)));
+        let named = decide(&Seen {
+            models: Some(json!({"data": [{"id": "m", "owned_by": "vllm", "max_model_len": 2048}]})),
+            ..Seen::default()
+        });
+        assert_eq!(
+            (named.engine, named.models[0].max_model_len),
+            (EngineKind::Vllm, Some(2048))
+        );
         // Ollama needs both endpoints: a catch-all JSON server does not pass for it.
-        let generic = decide(&Seen { ollama_version: Some(json!({"version": "1"})), version: Some(json!({"version": "1"})), ..Seen::default() });
+        let generic = decide(&Seen {
+            ollama_version: Some(json!({"version": "1"})),
+            version: Some(json!({"version": "1"})),
+            ..Seen::default()
+        });
         assert_eq!(generic.engine, EngineKind::Other);
     }
 
     #[test]
     fn table_says_what_is_unreachable() {
-        let t = table(&[unreachable("127.0.0.1:9".into(), "http://127.0.0.1:9/v1".into(), "Connection refused (os error 111)".into())]);
-        assert!(t.contains("127.0.0.1:9") && t.contains("unreachable: Connection refused"), "{t}");
+        let t = table(&[unreachable(
+            "127.0.0.1:9".into(),
+            "http://127.0.0.1:9/v1".into(),
+            "Connection refused (os error 111)".into(),
+        )]);
+        assert!(
+            t.contains("127.0.0.1:9") && t.contains("unreachable: Connection refused"),
+            "{t}"
+        );
         assert!(t.contains("0 of 1 backend reachable"), "{t}");
     }
 }

@@ -32,7 +32,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// Require `Authorization: Bearer KEY` on /v1/* (as vLLM's --api-key).
-    #[arg(long, env = "DROVER_API_KEY", value_name = "KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DROVER_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
     api_key: Option<String>,
     /// Model id served by /v1/models and expected in requests [default: the file stem].
     #[arg(long, value_name = "NAME")]
@@ -60,7 +65,11 @@ pub fn main(args: ServeArgs) -> u8 {
     use drover_server::{Engine, ServerOptions};
 
     init_logging();
-    let model = match args.model.clone().map_or_else(EngineConfig::default_model_path, Ok) {
+    let model = match args
+        .model
+        .clone()
+        .map_or_else(EngineConfig::default_model_path, Ok)
+    {
         Ok(path) => path,
         Err(e) => {
             eprintln!("drover serve: {e}");
@@ -81,7 +90,10 @@ pub fn main(args: ServeArgs) -> u8 {
             return crate::exit::USAGE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("drover serve: cannot start the async runtime: {e}");
@@ -92,12 +104,19 @@ pub fn main(args: ServeArgs) -> u8 {
         let listener = match tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("drover serve: cannot listen on {}:{}: {e}", args.host, args.port);
+                eprintln!(
+                    "drover serve: cannot listen on {}:{}: {e}",
+                    args.host, args.port
+                );
                 return crate::exit::USAGE;
             }
         };
         let port = listener.local_addr().map_or(args.port, |a| a.port());
-        let host = if args.host.contains(':') { format!("[{}]", args.host) } else { args.host.clone() };
+        let host = if args.host.contains(':') {
+            format!("[{}]", args.host)
+        } else {
+            args.host.clone()
+        };
         let info = engine.model();
         let config = engine.config();
         println!(
@@ -105,7 +124,10 @@ pub fn main(args: ServeArgs) -> u8 {
             info.id, config.parallel, config.ctx
         );
         let _ = std::io::stdout().flush();
-        let options = ServerOptions { api_key: args.api_key.clone(), ..ServerOptions::default() };
+        let options = ServerOptions {
+            api_key: args.api_key.clone(),
+            ..ServerOptions::default()
+        };
         let served: Arc<dyn Engine> = engine;
         match drover_server::serve(listener, served, options, shutdown_signal()).await {
             Ok(()) => {
@@ -150,5 +172,8 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // Another subcommand path may have installed a subscriber already; keep that one.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

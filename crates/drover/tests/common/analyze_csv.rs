@@ -46,6 +46,9 @@ pub fn parse(text: &str) -> Vec<Vec<String>> {
         }
     }
     assert!(!quoted, "unterminated quoted field");
-    assert!(field.is_empty() && record.is_empty(), "last record does not end in CRLF");
+    assert!(
+        field.is_empty() && record.is_empty(),
+        "last record does not end in CRLF"
+    );
     records
 }

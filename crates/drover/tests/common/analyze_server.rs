@@ -42,10 +42,21 @@ pub struct AnswerServer {
 
 impl AnswerServer {
     /// Starts a server answering with `decide`; `vllm_metrics` serves vLLM names on /metrics.
-    pub fn start(vllm_metrics: bool, decide: impl Fn(&Value) -> Reply + Send + Sync + 'static) -> AnswerServer {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    pub fn start(
+        vllm_metrics: bool,
+        decide: impl Fn(&Value) -> Reply + Send + Sync + 'static,
+    ) -> AnswerServer {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let bodies = Arc::new(Mutex::new(Vec::new()));
-        let state = Arc::new(AppState { decide: Arc::new(decide), bodies: bodies.clone(), vllm_metrics });
+        let state = Arc::new(AppState {
+            decide: Arc::new(decide),
+            bodies: bodies.clone(),
+            vllm_metrics,
+        });
         let app = Router::new()
             .route("/v1/models", get(models))
             .route("/v1/chat/completions", post(chat))
@@ -53,7 +64,9 @@ impl AnswerServer {
             .route("/metrics", get(metrics))
             .route("/health", get(|| async { StatusCode::OK }))
             .with_state(state);
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         rt.spawn(async move {
@@ -64,7 +77,12 @@ impl AnswerServer {
                 .await
                 .unwrap();
         });
-        AnswerServer { url: format!("http://127.0.0.1:{port}"), bodies, _rt: rt, stop: Some(tx) }
+        AnswerServer {
+            url: format!("http://127.0.0.1:{port}"),
+            bodies,
+            _rt: rt,
+            stop: Some(tx),
+        }
     }
 
     /// Every generation request received, in arrival order.
@@ -74,7 +92,10 @@ impl AnswerServer {
 
     /// Requests whose task text (first user message or prompt start) is exactly `text`.
     pub fn requests_for(&self, text: &str) -> Vec<Value> {
-        self.bodies().into_iter().filter(|b| task_text(b) == text).collect()
+        self.bodies()
+            .into_iter()
+            .filter(|b| task_text(b) == text)
+            .collect()
     }
 }
 
@@ -90,16 +111,36 @@ impl Drop for AnswerServer {
 /// unchanged by repairs, which only append.
 pub fn task_text(body: &Value) -> String {
     if let Some(msgs) = body["messages"].as_array() {
-        return msgs.iter().find(|m| m["role"] == "user").and_then(|m| m["content"].as_str()).unwrap_or("").to_string();
+        return msgs
+            .iter()
+            .find(|m| m["role"] == "user")
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or("")
+            .to_string();
     }
-    body["prompt"].as_str().unwrap_or("").lines().next().unwrap_or("").to_string()
+    body["prompt"]
+        .as_str()
+        .unwrap_or("")
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 /// How many repair messages (`marker`) the conversation holds.
 pub fn repair_rounds(body: &Value, marker: &str) -> usize {
     match body["messages"].as_array() {
-        Some(msgs) => msgs.iter().filter(|m| m["role"] == "user" && m["content"].as_str().is_some_and(|c| c.contains(marker))).count(),
-        None => body["prompt"].as_str().unwrap_or("").matches(marker).count(),
+        Some(msgs) => msgs
+            .iter()
+            .filter(|m| {
+                m["role"] == "user" && m["content"].as_str().is_some_and(|c| c.contains(marker))
+            })
+            .count(),
+        None => body["prompt"]
+            .as_str()
+            .unwrap_or("")
+            .matches(marker)
+            .count(),
     }
 }
 
@@ -150,7 +191,10 @@ async fn chat(State(s): State<Arc<AppState>>, axum::Json(body): axum::Json<Value
     }
 }
 
-async fn completions(State(s): State<Arc<AppState>>, axum::Json(body): axum::Json<Value>) -> Response {
+async fn completions(
+    State(s): State<Arc<AppState>>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
     match reply(&s, &body).await {
         Ok(text) => axum::Json(json!({
             "id": "cmpl-test", "object": "text_completion", "created": 1, "model": body["model"],

@@ -24,15 +24,30 @@ pub struct BatchServerProc {
 /// listening line.
 pub fn start(backends: &str, data_dir: &Path, extra: &[&str]) -> BatchServerProc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_drover"));
-    for v in ["VLLM_PORTS", "DROVER_BACKENDS", "OPENAI_API_KEY", "DROVER_BATCH_API_KEY", "DROVER_LOG"] {
+    for v in [
+        "VLLM_PORTS",
+        "DROVER_BACKENDS",
+        "OPENAI_API_KEY",
+        "DROVER_BATCH_API_KEY",
+        "DROVER_LOG",
+    ] {
         cmd.env_remove(v);
     }
-    cmd.args(["batch-server", "-b", backends, "--port", "0", "--grace", "2s", "--data-dir"])
-        .arg(data_dir)
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "batch-server",
+        "-b",
+        backends,
+        "--port",
+        "0",
+        "--grace",
+        "2s",
+        "--data-dir",
+    ])
+    .arg(data_dir)
+    .args(extra)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("drover starts");
     let stderr = Arc::new(Mutex::new(String::new()));
     let mut err_pipe = child.stderr.take().unwrap();
@@ -43,7 +58,9 @@ pub fn start(backends: &str, data_dir: &Path, extra: &[&str]) -> BatchServerProc
             if n == 0 {
                 break;
             }
-            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
     let stdout = child.stdout.take().unwrap();
@@ -67,7 +84,10 @@ pub fn start(backends: &str, data_dir: &Path, extra: &[&str]) -> BatchServerProc
             let _ = child.kill();
             let _ = child.wait();
             std::thread::sleep(Duration::from_millis(100));
-            panic!("no listening line ({other:?}); stderr:\n{}", stderr.lock().unwrap());
+            panic!(
+                "no listening line ({other:?}); stderr:\n{}",
+                stderr.lock().unwrap()
+            );
         }
     }
 }
@@ -92,7 +112,11 @@ impl BatchServerProc {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "batch-server did not exit within {within:?} of SIGTERM; stderr:\n{}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "batch-server did not exit within {within:?} of SIGTERM; stderr:\n{}",
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -119,8 +143,16 @@ pub type Answer = (u16, Value);
 impl Api {
     /// A client of the server at `url`.
     pub fn new(url: &str, key: Option<&str>) -> Api {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        Api { rt, http: reqwest::Client::new(), base: url.to_string(), key: key.map(str::to_string) }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        Api {
+            rt,
+            http: reqwest::Client::new(),
+            base: url.to_string(),
+            key: key.map(str::to_string),
+        }
     }
 
     fn send(&self, req: reqwest::RequestBuilder) -> (u16, String) {
@@ -129,7 +161,11 @@ impl Api {
             None => req,
         };
         self.rt.block_on(async {
-            let resp = req.timeout(Duration::from_secs(60)).send().await.expect("request reaches the server");
+            let resp = req
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await
+                .expect("request reaches the server");
             let status = resp.status().as_u16();
             (status, resp.text().await.expect("body"))
         })
@@ -137,7 +173,10 @@ impl Api {
 
     fn json(&self, req: reqwest::RequestBuilder) -> Answer {
         let (status, text) = self.send(req);
-        (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")),
+        )
     }
 
     /// `POST /v1/files` with purpose=batch.
@@ -145,7 +184,10 @@ impl Api {
         let boundary = "drover-test-boundary-7f3a";
         let mut body = Vec::new();
         body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n").as_bytes(),
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
+            )
+            .as_bytes(),
         );
         body.extend_from_slice(
             format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/jsonl\r\n\r\n")
@@ -156,7 +198,10 @@ impl Api {
         self.json(
             self.http
                 .post(format!("{}/v1/files", self.base))
-                .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
                 .body(body),
         )
     }
@@ -164,7 +209,11 @@ impl Api {
     /// `POST /v1/batches` for the chat endpoint, 24h.
     pub fn create(&self, input_file_id: &str) -> Answer {
         let body = json!({"input_file_id": input_file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"});
-        self.json(self.http.post(format!("{}/v1/batches", self.base)).json(&body))
+        self.json(
+            self.http
+                .post(format!("{}/v1/batches", self.base))
+                .json(&body),
+        )
     }
 
     /// `GET /v1/batches/{id}`, which must succeed.
@@ -176,18 +225,36 @@ impl Api {
 
     /// `GET /v1/files/{id}/content`, which must succeed.
     pub fn content(&self, file_id: &str) -> String {
-        let (status, text) = self.send(self.http.get(format!("{}/v1/files/{file_id}/content", self.base)));
+        let (status, text) = self.send(
+            self.http
+                .get(format!("{}/v1/files/{file_id}/content", self.base)),
+        );
         assert_eq!(status, 200, "{text}");
         text
     }
 
     /// Any GET, as text (e.g. a backend's /metrics).
     pub fn get_text(&self, url: &str) -> String {
-        self.rt.block_on(async { self.http.get(url).send().await.unwrap().text().await.unwrap() })
+        self.rt.block_on(async {
+            self.http
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
     }
 
     /// Polls a batch until `until` holds; every answer is passed to `seen`.
-    pub fn wait(&self, id: &str, limit: Duration, mut seen: impl FnMut(&Value), until: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait(
+        &self,
+        id: &str,
+        limit: Duration,
+        mut seen: impl FnMut(&Value),
+        until: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + limit;
         loop {
             let b = self.batch(id);
@@ -195,7 +262,10 @@ impl Api {
             if until(&b) {
                 return b;
             }
-            assert!(Instant::now() < deadline, "batch {id} did not get there within {limit:?}: {b}");
+            assert!(
+                Instant::now() < deadline,
+                "batch {id} did not get there within {limit:?}: {b}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -219,11 +289,18 @@ pub fn requests(prefix: &str, n: usize, max_tokens: u32) -> Vec<u8> {
 
 /// A batch status that will not change any more.
 pub fn is_terminal(b: &Value) -> bool {
-    matches!(b["status"].as_str(), Some("completed" | "failed" | "expired" | "cancelled"))
+    matches!(
+        b["status"].as_str(),
+        Some("completed" | "failed" | "expired" | "cancelled")
+    )
 }
 
 /// The counts of a batch object: (total, completed, failed).
 pub fn counts(b: &Value) -> (u64, u64, u64) {
     let c = &b["request_counts"];
-    (c["total"].as_u64().unwrap(), c["completed"].as_u64().unwrap(), c["failed"].as_u64().unwrap())
+    (
+        c["total"].as_u64().unwrap(),
+        c["completed"].as_u64().unwrap(),
+        c["failed"].as_u64().unwrap(),
+    )
 }

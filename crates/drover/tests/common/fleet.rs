@@ -13,19 +13,32 @@ pub struct SimFleet {
 impl SimFleet {
     /// Starts `n` instances of `config` (seeds differ per instance).
     pub fn start(n: usize, config: SimConfig) -> SimFleet {
-        Self::start_each((0..n).map(|i| {
-            let mut c = config.clone();
-            c.seed = config.seed + i as u64;
-            c
-        }).collect())
+        Self::start_each(
+            (0..n)
+                .map(|i| {
+                    let mut c = config.clone();
+                    c.seed = config.seed + i as u64;
+                    c
+                })
+                .collect(),
+        )
     }
 
     /// Starts one instance per config.
     pub fn start_each(configs: Vec<SimConfig>) -> SimFleet {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let ports = vec![0; configs.len()];
-        let fleet = rt.block_on(Fleet::start("127.0.0.1", &ports, configs)).expect("sim fleet starts");
-        SimFleet { fleet: Some(fleet), rt }
+        let fleet = rt
+            .block_on(Fleet::start("127.0.0.1", &ports, configs))
+            .expect("sim fleet starts");
+        SimFleet {
+            fleet: Some(fleet),
+            rt,
+        }
     }
 
     /// `-b` value for the fleet.

@@ -21,10 +21,19 @@ pub struct Launcher {
 
 /// Starts `cmd` (a `drover launch …` command) with its output captured.
 pub fn start(cmd: &mut Command) -> Launcher {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("drover launch starts");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("drover launch starts");
     let stderr = collect(child.stderr.take().unwrap());
     let stdout = collect(child.stdout.take().unwrap());
-    Launcher { child, stderr, stdout, status: None }
+    Launcher {
+        child,
+        stderr,
+        stdout,
+        status: None,
+    }
 }
 
 fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
@@ -58,23 +67,42 @@ impl Launcher {
     /// Waits for a stderr line containing `needle`; panics with the output after `limit`.
     pub fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
         self.wait_until(limit, &format!("a line with {needle:?}"), |l| {
-            l.stderr.lock().unwrap().iter().find(|s| s.contains(needle)).cloned()
+            l.stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|s| s.contains(needle))
+                .cloned()
         })
     }
 
     /// Waits for `n` stderr lines containing `needle`.
     pub fn wait_for_count(&mut self, needle: &str, n: usize, limit: Duration) {
         self.wait_until(limit, &format!("{n} lines with {needle:?}"), |l| {
-            (l.stderr.lock().unwrap().iter().filter(|s| s.contains(needle)).count() >= n).then_some(())
+            (l.stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.contains(needle))
+                .count()
+                >= n)
+                .then_some(())
         });
     }
 
     /// Waits for the first stdout line.
     pub fn wait_stdout(&mut self, limit: Duration) -> String {
-        self.wait_until(limit, "a line on stdout", |l| l.stdout.lock().unwrap().first().cloned())
+        self.wait_until(limit, "a line on stdout", |l| {
+            l.stdout.lock().unwrap().first().cloned()
+        })
     }
 
-    fn wait_until<T>(&mut self, limit: Duration, what: &str, mut f: impl FnMut(&Self) -> Option<T>) -> T {
+    fn wait_until<T>(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        mut f: impl FnMut(&Self) -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(v) = f(self) {
@@ -87,9 +115,16 @@ impl Launcher {
                     return v;
                 }
                 self.status = Some(status);
-                panic!("drover launch exited ({status}) before {what}; stderr:\n{}", self.stderr());
+                panic!(
+                    "drover launch exited ({status}) before {what}; stderr:\n{}",
+                    self.stderr()
+                );
             }
-            assert!(Instant::now() < deadline, "no {what} within {limit:?}; stderr:\n{}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within {limit:?}; stderr:\n{}",
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -99,13 +134,23 @@ impl Launcher {
     pub fn instance_pids(&self) -> BTreeMap<usize, Vec<u32>> {
         let mut out: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
         for line in self.stderr.lock().unwrap().iter() {
-            let Some(rest) = line.strip_prefix("drover launch: [") else { continue };
-            let Some((index, rest)) = rest.split_once(']') else { continue };
-            let Some(after) = rest.split(" starting (pid ").nth(1).or_else(|| rest.split(" restarting (pid ").nth(1)) else {
+            let Some(rest) = line.strip_prefix("drover launch: [") else {
+                continue;
+            };
+            let Some((index, rest)) = rest.split_once(']') else {
+                continue;
+            };
+            let Some(after) = rest
+                .split(" starting (pid ")
+                .nth(1)
+                .or_else(|| rest.split(" restarting (pid ").nth(1))
+            else {
                 continue;
             };
             let pid: String = after.chars().take_while(char::is_ascii_digit).collect();
-            out.entry(index.parse().unwrap()).or_default().push(pid.parse().unwrap());
+            out.entry(index.parse().unwrap())
+                .or_default()
+                .push(pid.parse().unwrap());
         }
         out
     }
@@ -133,7 +178,11 @@ impl Launcher {
                 std::thread::sleep(Duration::from_millis(200));
                 return s;
             }
-            assert!(Instant::now() < deadline, "drover launch still running after {limit:?}; stderr:\n{}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "drover launch still running after {limit:?}; stderr:\n{}",
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -152,14 +201,20 @@ impl Drop for Launcher {
             let _ = self.child.wait();
         }
         for pid in pids {
-            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).stderr(Stdio::null()).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
 
 /// `kill -SIGNAL pid`.
 pub fn send(pid: u32, signal: &str) {
-    let ok = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().expect("kill runs");
+    let ok = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill runs");
     assert!(ok.success(), "kill -{signal} {pid} failed");
 }
 
@@ -169,9 +224,15 @@ pub fn leftovers(groups: &[u32]) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Ok(pid) = name.parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        let Some(close) = stat.rfind(')') else { continue };
+        let Ok(pid) = name.parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
         let (state, pgrp) = (fields[0], fields[2].parse::<u32>().unwrap_or(0));
         if state != "Z" && state != "X" && (groups.contains(&pgrp) || groups.contains(&pid)) {
@@ -183,19 +244,27 @@ pub fn leftovers(groups: &[u32]) -> Vec<String> {
 
 /// Waits (briefly) until nothing of `groups` is alive; panics naming what is.
 pub fn assert_no_leftovers(groups: &[u32], within: Duration) {
-    assert!(!groups.is_empty(), "no pids recorded: the status lines changed?");
+    assert!(
+        !groups.is_empty(),
+        "no pids recorded: the status lines changed?"
+    );
     let deadline = Instant::now() + within;
     loop {
         let left = leftovers(groups);
         if left.is_empty() {
             return;
         }
-        assert!(Instant::now() < deadline, "processes left behind: {left:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "processes left behind: {left:#?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 /// Lines of a JSONL file (0 when it does not exist yet).
 pub fn count_lines(path: &Path) -> usize {
-    std::fs::read_to_string(path).map(|t| t.lines().count()).unwrap_or(0)
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
 }

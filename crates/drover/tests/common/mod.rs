@@ -11,13 +11,24 @@ use std::time::Duration;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// `drover` with a clean environment: the seed's variables of whoever runs the tests must not leak in.
 pub fn drover() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_drover"));
-    for v in ["VLLM_PORTS", "USE_MULTI_VLLM", "USE_CONCURRENT", "MAX_WORKERS", "DROVER_BACKENDS", "OPENAI_API_KEY", "DROVER_MODEL"] {
+    for v in [
+        "VLLM_PORTS",
+        "USE_MULTI_VLLM",
+        "USE_CONCURRENT",
+        "MAX_WORKERS",
+        "DROVER_BACKENDS",
+        "OPENAI_API_KEY",
+        "DROVER_MODEL",
+    ] {
         c.env_remove(v);
     }
     c.stdin(Stdio::null());
@@ -67,16 +78,23 @@ pub fn write_lines(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
 
 /// The output's lines, parsed.
 pub fn read_output(path: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad output line {l:?}: {e}"))).collect()
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad output line {l:?}: {e}")))
+        .collect()
 }
 
 /// `n` prompt tasks `t0..t{n-1}`.
 pub fn prompt_tasks(n: usize, prompt: &str) -> Vec<String> {
-    (0..n).map(|i| format!(r#"{{"id":"t{i}","prompt":"{prompt} {i}"}}"#)).collect()
+    (0..n)
+        .map(|i| format!(r#"{{"id":"t{i}","prompt":"{prompt} {i}"}}"#))
+        .collect()
 }
 
 /// Exit code, or a panic with stderr when the process was killed.
 pub fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or_else(|| panic!("killed by a signal; stderr:\n{}", stderr(o)))
+    o.status
+        .code()
+        .unwrap_or_else(|| panic!("killed by a signal; stderr:\n{}", stderr(o)))
 }

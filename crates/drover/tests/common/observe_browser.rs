@@ -15,7 +15,11 @@ pub const HEIGHT: u32 = 2400;
 /// The Chromium binary, or a failure that says how to install it.
 pub fn chromium() -> PathBuf {
     if let Some(p) = std::env::var_os("DROVER_CHROMIUM").map(PathBuf::from) {
-        assert!(p.exists(), "DROVER_CHROMIUM={} does not exist; unset it to use the Chromium of `scripts/setup.sh --test`", p.display());
+        assert!(
+            p.exists(),
+            "DROVER_CHROMIUM={} does not exist; unset it to use the Chromium of `scripts/setup.sh --test`",
+            p.display()
+        );
         return p;
     }
     for c in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
@@ -52,20 +56,37 @@ fn url(html: &Path) -> String {
 
 /// The DOM after load (and after the page's scripts ran).
 pub fn dump_dom(html: &Path, profile: &Path) -> String {
-    let o = super::common::run_for(browser(profile).arg("--dump-dom").arg(url(html)), Duration::from_secs(90));
-    assert!(o.status.success(), "chromium --dump-dom failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    let o = super::common::run_for(
+        browser(profile).arg("--dump-dom").arg(url(html)),
+        Duration::from_secs(90),
+    );
+    assert!(
+        o.status.success(),
+        "chromium --dump-dom failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let dom = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(dom.contains("<svg"), "chromium dumped no page:\n{dom}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        dom.contains("<svg"),
+        "chromium dumped no page:\n{dom}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     dom
 }
 
 /// A screenshot of the window.
 pub fn screenshot(html: &Path, png: &Path, profile: &Path) -> Image {
     let o = super::common::run_for(
-        browser(profile).arg(format!("--screenshot={}", png.display())).arg(url(html)),
+        browser(profile)
+            .arg(format!("--screenshot={}", png.display()))
+            .arg(url(html)),
         Duration::from_secs(90),
     );
-    assert!(png.exists(), "chromium wrote no screenshot:\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        png.exists(),
+        "chromium wrote no screenshot:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     Image::load(png)
 }
 
@@ -83,18 +104,28 @@ pub struct ChartEl {
 impl ChartEl {
     /// `data-box`: where the page put it (x, y, width, height in CSS pixels).
     pub fn bbox(&self) -> Option<(u32, u32, u32, u32)> {
-        let v: Vec<u32> = attr(&self.tag, "data-box")?.split(',').map(|n| n.parse().unwrap()).collect();
+        let v: Vec<u32> = attr(&self.tag, "data-box")?
+            .split(',')
+            .map(|n| n.parse().unwrap())
+            .collect();
         Some((v[0], v[1], v[2], v[3]))
     }
 
     /// `d` of every `<path class="{class}" …>`.
     pub fn paths(&self, class: &str) -> Vec<String> {
-        elements(&self.body, "<path ").into_iter().filter(|t| attr(t, "class").as_deref() == Some(class)).filter_map(|t| attr(&t, "d")).collect()
+        elements(&self.body, "<path ")
+            .into_iter()
+            .filter(|t| attr(t, "class").as_deref() == Some(class))
+            .filter_map(|t| attr(&t, "d"))
+            .collect()
     }
 
     /// Opening tags of `<rect class="bar">`.
     pub fn bars(&self) -> Vec<String> {
-        elements(&self.body, "<rect ").into_iter().filter(|t| attr(t, "class").as_deref() == Some("bar")).collect()
+        elements(&self.body, "<rect ")
+            .into_iter()
+            .filter(|t| attr(t, "class").as_deref() == Some("bar"))
+            .collect()
     }
 }
 
@@ -108,7 +139,11 @@ pub fn charts(dom: &str) -> Vec<ChartEl> {
         let tag = &after[..tag_end];
         let close = after.find("</svg>").unwrap();
         if attr(tag, "class").as_deref() == Some("chart") {
-            out.push(ChartEl { id: attr(tag, "id").unwrap_or_default(), tag: tag.to_string(), body: after[tag_end..close].to_string() });
+            out.push(ChartEl {
+                id: attr(tag, "id").unwrap_or_default(),
+                tag: tag.to_string(),
+                body: after[tag_end..close].to_string(),
+            });
         }
         rest = &after[close..];
     }
@@ -148,15 +183,27 @@ pub struct Image {
 
 impl Image {
     fn load(path: &Path) -> Image {
-        let mut decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+        let mut decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
         decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
         let mut reader = decoder.read_info().unwrap();
         let mut buf = vec![0; reader.output_buffer_size().unwrap()];
         let info = reader.next_frame(&mut buf).unwrap();
         let channels = info.color_type.samples();
-        assert!(channels >= 3, "unexpected PNG colour type {:?}", info.color_type);
-        let rgb = buf[..info.buffer_size()].chunks(channels).map(|p| [p[0], p[1], p[2]]).collect();
-        Image { width: info.width, height: info.height, rgb }
+        assert!(
+            channels >= 3,
+            "unexpected PNG colour type {:?}",
+            info.color_type
+        );
+        let rgb = buf[..info.buffer_size()]
+            .chunks(channels)
+            .map(|p| [p[0], p[1], p[2]])
+            .collect();
+        Image {
+            width: info.width,
+            height: info.height,
+            rgb,
+        }
     }
 
     pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
@@ -164,7 +211,11 @@ impl Image {
     }
 
     /// Pixels in a box that `pred` accepts.
-    pub fn count(&self, (x, y, w, h): (u32, u32, u32, u32), pred: impl Fn([u8; 3]) -> bool) -> usize {
+    pub fn count(
+        &self,
+        (x, y, w, h): (u32, u32, u32, u32),
+        pred: impl Fn([u8; 3]) -> bool,
+    ) -> usize {
         let mut n = 0;
         for yy in y..(y + h).min(self.height) {
             for xx in x..(x + w).min(self.width) {

@@ -75,8 +75,14 @@ impl MockServer {
                 )
                 .route("/metrics", get(|| async { (StatusCode::NOT_IMPLEMENTED, "This server does not support metrics endpoint.") })),
         };
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         rt.spawn(async move {
@@ -86,7 +92,11 @@ impl MockServer {
                 })
                 .await;
         });
-        MockServer { port, stop: Some(tx), _rt: rt }
+        MockServer {
+            port,
+            stop: Some(tx),
+            _rt: rt,
+        }
     }
 }
 

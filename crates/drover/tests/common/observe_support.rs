@@ -23,15 +23,29 @@ pub struct Sims {
 impl Sims {
     /// One instance per config.
     pub fn start(configs: Vec<SimConfig>) -> Sims {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let fleet = rt.block_on(Fleet::start("127.0.0.1", &vec![0; configs.len()], configs)).expect("sim fleet starts");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let fleet = rt
+            .block_on(Fleet::start("127.0.0.1", &vec![0; configs.len()], configs))
+            .expect("sim fleet starts");
         let ports = fleet.addrs().iter().map(|a| a.port()).collect();
-        Sims { rt, fleet: Some(fleet), ports }
+        Sims {
+            rt,
+            fleet: Some(fleet),
+            ports,
+        }
     }
 
     /// `p1,p2,…` for `-b`.
     pub fn list(&self) -> String {
-        self.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
+        self.ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -54,15 +68,41 @@ pub fn sim(scale: f64) -> SimConfig {
 pub fn http_get(addr: &str, path: &str) -> (u16, Vec<(String, String)>, String) {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("not HTTP: {raw:?}"));
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not HTTP: {raw:?}"));
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect::<Vec<_>>();
-    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    (status, headers, if chunked { dechunk(body) } else { body.to_string() })
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect::<Vec<_>>();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    (
+        status,
+        headers,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        },
+    )
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -80,8 +120,14 @@ fn dechunk(mut s: &str) -> String {
 
 /// The Python with the test peers (`scripts/setup.sh --test` makes `.venv`; `DROVER_PYTHON` overrides).
 pub fn python() -> PathBuf {
-    let p = std::env::var_os("DROVER_PYTHON").map(PathBuf::from).unwrap_or_else(|| super::common::repo().join(".venv/bin/python"));
-    assert!(p.exists(), "{} is missing: install the test tools with `scripts/setup.sh --test`", p.display());
+    let p = std::env::var_os("DROVER_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| super::common::repo().join(".venv/bin/python"));
+    assert!(
+        p.exists(),
+        "{} is missing: install the test tools with `scripts/setup.sh --test`",
+        p.display()
+    );
     p
 }
 
@@ -114,7 +160,12 @@ print(json.dumps(out))
     };
     let out = drain(Box::new(child.stdout.take().unwrap()));
     let err = drain(Box::new(child.stderr.take().unwrap()));
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
@@ -127,20 +178,35 @@ print(json.dumps(out))
         std::thread::sleep(Duration::from_millis(20));
     };
     let (out, err) = (out.join().unwrap(), err.join().unwrap());
-    assert!(status.success(), "prometheus_client rejected the exposition:\n{}\n---\n{text}", String::from_utf8_lossy(&err));
+    assert!(
+        status.success(),
+        "prometheus_client rejected the exposition:\n{}\n---\n{text}",
+        String::from_utf8_lossy(&err)
+    );
     serde_json::from_slice(&out).unwrap()
 }
 
 /// Value of the sample `name` whose labels include every `(key, value)` given.
 pub fn sample(families: &serde_json::Value, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    families.as_array()?.iter().flat_map(|f| f["samples"].as_array().unwrap()).find_map(|s| {
-        (s["name"] == name && labels.iter().all(|(k, v)| s["labels"][*k] == *v)).then(|| s["value"].as_f64().unwrap())
-    })
+    families
+        .as_array()?
+        .iter()
+        .flat_map(|f| f["samples"].as_array().unwrap())
+        .find_map(|s| {
+            (s["name"] == name && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+                .then(|| s["value"].as_f64().unwrap())
+        })
 }
 
 /// Every sample called `name`.
 pub fn samples<'a>(families: &'a serde_json::Value, name: &'a str) -> Vec<&'a serde_json::Value> {
-    families.as_array().unwrap().iter().flat_map(|f| f["samples"].as_array().unwrap()).filter(|s| s["name"] == name).collect()
+    families
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["samples"].as_array().unwrap())
+        .filter(|s| s["name"] == name)
+        .collect()
 }
 
 /// A running child whose stderr lines arrive on a channel (and are kept for messages).
@@ -163,7 +229,11 @@ impl Watched {
                 }
             }
         });
-        Watched { child, lines, seen: Vec::new() }
+        Watched {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
     }
 
     /// Waits for a stderr line containing `needle`; panics after `limit`.
@@ -180,7 +250,10 @@ impl Watched {
                 }
                 Err(_) => {
                     let _ = self.child.kill();
-                    panic!("no stderr line with {needle:?} within {limit:?}; stderr so far:\n{}", self.seen.join("\n"));
+                    panic!(
+                        "no stderr line with {needle:?} within {limit:?}; stderr so far:\n{}",
+                        self.seen.join("\n")
+                    );
                 }
             }
         }
@@ -198,7 +271,10 @@ impl Watched {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("drover did not exit within {limit:?}; stderr:\n{}", self.seen.join("\n"));
+                panic!(
+                    "drover did not exit within {limit:?}; stderr:\n{}",
+                    self.seen.join("\n")
+                );
             }
             while let Ok(l) = self.lines.try_recv() {
                 self.seen.push(l);

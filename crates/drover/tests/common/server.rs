@@ -55,7 +55,12 @@ pub struct Behavior {
 
 impl Default for Behavior {
     fn default() -> Self {
-        Behavior { model: Some("test-model".into()), delay: Duration::from_millis(20), prefix: "/v1".into(), api_key: None }
+        Behavior {
+            model: Some("test-model".into()),
+            delay: Duration::from_millis(20),
+            prefix: "/v1".into(),
+            api_key: None,
+        }
     }
 }
 
@@ -78,9 +83,19 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server recording into `record` (shared to measure a whole fleet).
     pub fn start(behavior: Behavior, record: Arc<Record>) -> TestServer {
-        let rt = Arc::new(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap());
+        let rt = Arc::new(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap(),
+        );
         let own = Arc::new(AtomicUsize::new(0));
-        let state = Arc::new(AppState { behavior: behavior.clone(), record, own: own.clone() });
+        let state = Arc::new(AppState {
+            behavior: behavior.clone(),
+            record,
+            own: own.clone(),
+        });
         let p = behavior.prefix.clone();
         let app = Router::new()
             .route(&format!("{p}/models"), get(models))
@@ -89,7 +104,9 @@ impl TestServer {
             .route(&format!("{p}/embeddings"), post(embeddings))
             .route("/health", get(|| async { StatusCode::OK }))
             .with_state(state);
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         rt.spawn(async move {
@@ -100,7 +117,13 @@ impl TestServer {
                 .await
                 .unwrap();
         });
-        TestServer { url: format!("http://127.0.0.1:{port}"), port, own_requests: own, _rt: rt, stop: Some(tx) }
+        TestServer {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            own_requests: own,
+            _rt: rt,
+            stop: Some(tx),
+        }
     }
 
     /// Requests this server received.
@@ -120,7 +143,9 @@ impl Drop for TestServer {
 /// Starts `n` servers sharing one record.
 pub fn fleet(n: usize, behavior: Behavior) -> (Vec<TestServer>, Arc<Record>) {
     let record = Arc::new(Record::default());
-    let servers = (0..n).map(|_| TestServer::start(behavior.clone(), record.clone())).collect();
+    let servers = (0..n)
+        .map(|_| TestServer::start(behavior.clone(), record.clone()))
+        .collect();
     (servers, record)
 }
 
@@ -161,10 +186,20 @@ impl Drop for Flight {
     }
 }
 
-async fn behave(s: &AppState, headers: &HeaderMap, body: &Value, text: &str) -> Result<(), Response> {
+async fn behave(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: &Value,
+    text: &str,
+) -> Result<(), Response> {
     s.own.fetch_add(1, Ordering::SeqCst);
     s.record.bodies.lock().unwrap().push(body.clone());
-    s.record.auth.lock().unwrap().push(headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string));
+    s.record.auth.lock().unwrap().push(
+        headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    );
     if let Some(r) = unauthorized(s, headers) {
         return Err(r);
     }
@@ -180,7 +215,13 @@ async fn behave(s: &AppState, headers: &HeaderMap, body: &Value, text: &str) -> 
         )
             .into_response());
     }
-    if text.contains("FAIL_ONCE") && s.record.failed_once.lock().unwrap().insert(text.to_string()) {
+    if text.contains("FAIL_ONCE")
+        && s.record
+            .failed_once
+            .lock()
+            .unwrap()
+            .insert(text.to_string())
+    {
         return Err((StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response());
     }
     Ok(())
@@ -192,9 +233,18 @@ fn usage(prompt: &str, out: &str) -> Value {
     json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c})
 }
 
-async fn chat(State(s): State<Arc<AppState>>, headers: HeaderMap, axum::Json(body): axum::Json<Value>) -> Response {
+async fn chat(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
     let _f = Flight::new(&s.record);
-    let last = body["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or("").to_string();
+    let last = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_string();
     if let Err(r) = behave(&s, &headers, &body, &last).await {
         return r;
     }
@@ -207,7 +257,11 @@ async fn chat(State(s): State<Arc<AppState>>, headers: HeaderMap, axum::Json(bod
     .into_response()
 }
 
-async fn completions(State(s): State<Arc<AppState>>, headers: HeaderMap, axum::Json(body): axum::Json<Value>) -> Response {
+async fn completions(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
     let _f = Flight::new(&s.record);
     let prompt = body["prompt"].as_str().unwrap_or("").to_string();
     if let Err(r) = behave(&s, &headers, &body, &prompt).await {
@@ -222,7 +276,11 @@ async fn completions(State(s): State<Arc<AppState>>, headers: HeaderMap, axum::J
     .into_response()
 }
 
-async fn embeddings(State(s): State<Arc<AppState>>, headers: HeaderMap, axum::Json(body): axum::Json<Value>) -> Response {
+async fn embeddings(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
     let _f = Flight::new(&s.record);
     if let Err(r) = behave(&s, &headers, &body, "").await {
         return r;
@@ -237,7 +295,12 @@ pub fn bodies_by_text(record: &Record) -> HashMap<String, Value> {
         .bodies()
         .into_iter()
         .filter_map(|b| {
-            let text = b["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).or_else(|| b["prompt"].as_str())?.to_string();
+            let text = b["messages"]
+                .as_array()
+                .and_then(|m| m.last())
+                .and_then(|m| m["content"].as_str())
+                .or_else(|| b["prompt"].as_str())?
+                .to_string();
             Some((text, b))
         })
         .collect()

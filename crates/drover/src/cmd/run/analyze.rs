@@ -82,12 +82,20 @@ pub struct Analysis {
 
 /// Builds the analysis from the options and the discovered fleet.
 pub fn setup(args: &AnalyzeArgs, fleet: &drover_job::Fleet) -> Result<Analysis, String> {
-    let Some(pipeline) = Pipeline::plan(&args.options(), &fleet.backends).map_err(|e| e.to_string())? else {
+    let Some(pipeline) =
+        Pipeline::plan(&args.options(), &fleet.backends).map_err(|e| e.to_string())?
+    else {
         return Ok(Analysis::default());
     };
     Ok(Analysis {
-        checker: pipeline.checker.clone().map(|c| c as Arc<dyn drover_sched::AnswerCheck>),
-        sink: pipeline.aggregates.clone().map(|a| a as Arc<dyn drover_job::AnswerSink>),
+        checker: pipeline
+            .checker
+            .clone()
+            .map(|c| c as Arc<dyn drover_sched::AnswerCheck>),
+        sink: pipeline
+            .aggregates
+            .clone()
+            .map(|a| a as Arc<dyn drover_job::AnswerSink>),
         extra_body: pipeline.extra_body(),
         active: true,
         pipeline: Some(pipeline),
@@ -95,8 +103,14 @@ pub fn setup(args: &AnalyzeArgs, fleet: &drover_job::Fleet) -> Result<Analysis, 
 }
 
 /// After the job: writes the table, if asked, and returns the lines of steps 3–5.
-pub fn finish(_args: &AnalyzeArgs, analysis: &Analysis, output: &Path) -> Result<Option<String>, String> {
-    let Some(pipeline) = &analysis.pipeline else { return Ok(None) };
+pub fn finish(
+    _args: &AnalyzeArgs,
+    analysis: &Analysis,
+    output: &Path,
+) -> Result<Option<String>, String> {
+    let Some(pipeline) = &analysis.pipeline else {
+        return Ok(None);
+    };
     let lines = pipeline.finish(output).map_err(|e| e.to_string())?;
     Ok(Some(lines.join("\n")))
 }

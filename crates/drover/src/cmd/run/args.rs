@@ -37,9 +37,11 @@ pub enum StreamArg {
 
 /// Arguments of `drover run`.
 #[derive(Debug, Args)]
-#[command(after_help = "Environment: DROVER_BACKENDS; the seed's VLLM_PORTS, USE_MULTI_VLLM, USE_CONCURRENT, MAX_WORKERS \
+#[command(
+    after_help = "Environment: DROVER_BACKENDS; the seed's VLLM_PORTS, USE_MULTI_VLLM, USE_CONCURRENT, MAX_WORKERS \
 (flags win). With no backend at all, the embedded engine runs the job.\n\
-Exit codes: 0 all tasks succeeded, 1 some failed (each has a record), 2 usage/config error (nothing sent), 130 interrupted (resumable).")]
+Exit codes: 0 all tasks succeeded, 1 some failed (each has a record), 2 usage/config error (nothing sent), 130 interrupted (resumable)."
+)]
 pub struct RunArgs {
     /// Tasks, one JSON object per line ('-' = stdin).
     #[arg(value_name = "INPUT")]
@@ -50,7 +52,12 @@ pub struct RunArgs {
     pub output: Option<PathBuf>,
 
     /// Backends: 8001, host:port, http(s)://host:port[/v1], dns://name:port; comma-separated or repeated.
-    #[arg(short = 'b', long = "backends", value_name = "LIST", value_delimiter = ',')]
+    #[arg(
+        short = 'b',
+        long = "backends",
+        value_name = "LIST",
+        value_delimiter = ','
+    )]
     pub backends: Vec<String>,
 
     /// A file listing backends, one per line; re-read when it changes.

@@ -22,8 +22,14 @@ pub async fn start() -> Result<Embedded, String> {
         config.parallel,
         config.effective_threads()
     );
-    let (url, server) = drover_engine::spawn_local(config).await.map_err(|e| e.to_string())?;
-    Ok(Embedded { url, description, _server: server })
+    let (url, server) = drover_engine::spawn_local(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Embedded {
+        url,
+        description,
+        _server: server,
+    })
 }
 
 /// This build has no engine.

@@ -14,9 +14,9 @@ pub use args::RunArgs;
 use drover_client::{BackendAddr, Client, ClientConfig};
 use drover_io::{ParseConfig, Template};
 use drover_job::{Job, JobError, JobSpec, OutputMode};
-use drover_sched::{DispatchConfig, Mode, TimeoutPolicy};
 use drover_sched::limit::AdaptiveConfig;
 use drover_sched::retry::RetryPolicy;
+use drover_sched::{DispatchConfig, Mode, TimeoutPolicy};
 use drover_stats::{Summary, SummaryInfo};
 use plan::{BackendSource, RunPlan};
 
@@ -38,7 +38,10 @@ pub fn run_on(mut args: RunArgs, backends: Vec<String>) -> u8 {
             return exit::USAGE;
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     rt.block_on(run(plan, args))
 }
 
@@ -48,7 +51,10 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
             eprintln!("{msg}");
         }
     };
-    let client = match Client::new(ClientConfig { api_key: plan.api_key.as_ref().map(|k| k.0.clone()), ..ClientConfig::default() }) {
+    let client = match Client::new(ClientConfig {
+        api_key: plan.api_key.as_ref().map(|k| k.0.clone()),
+        ..ClientConfig::default()
+    }) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("drover run: {e}");
@@ -77,13 +83,15 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
         dns: plan.dns.clone(),
     };
     let addrs: Vec<BackendAddr> = match &plan.backends {
-        BackendSource::List(_) if sources.is_dynamic() => match wait_for_members(&sources, args.max_wait, &say).await {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("drover run: {e}");
-                return exit::USAGE;
+        BackendSource::List(_) if sources.is_dynamic() => {
+            match wait_for_members(&sources, args.max_wait, &say).await {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("drover run: {e}");
+                    return exit::USAGE;
+                }
             }
-        },
+        }
         BackendSource::List(l) => l.clone(),
         BackendSource::Embedded => {
             say("drover: no backend given (-b, DROVER_BACKENDS, VLLM_PORTS): starting the embedded engine".into());
@@ -101,7 +109,14 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
             }
         }
     };
-    let fleet = match drover_job::discover(&client, addrs, plan.model.as_deref(), Duration::from_secs(10)).await {
+    let fleet = match drover_job::discover(
+        &client,
+        addrs,
+        plan.model.as_deref(),
+        Duration::from_secs(10),
+    )
+    .await
+    {
         Ok(f) => f,
         Err(e) => {
             eprintln!("drover run: {e}");
@@ -124,7 +139,10 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
     let mut defaults = plan.defaults.clone();
     defaults.model = fleet.model.clone();
     for (k, v) in &analysis.extra_body {
-        defaults.extra_body.entry(k.clone()).or_insert_with(|| v.clone());
+        defaults
+            .extra_body
+            .entry(k.clone())
+            .or_insert_with(|| v.clone());
     }
     let probe_body = serde_json::to_vec(&serde_json::json!({
         "model": fleet.model,
@@ -135,9 +153,18 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
     .map(bytes_from);
     let dispatch = DispatchConfig {
         mode,
-        retry: RetryPolicy { attempts: args.attempts, ..RetryPolicy::default() },
-        adaptive: AdaptiveConfig { max: args.max_per_backend, ..AdaptiveConfig::default() },
-        timeout: TimeoutPolicy { fixed: args.timeout, ..TimeoutPolicy::default() },
+        retry: RetryPolicy {
+            attempts: args.attempts,
+            ..RetryPolicy::default()
+        },
+        adaptive: AdaptiveConfig {
+            max: args.max_per_backend,
+            ..AdaptiveConfig::default()
+        },
+        timeout: TimeoutPolicy {
+            fixed: args.timeout,
+            ..TimeoutPolicy::default()
+        },
         stream: plan.stream,
         max_wait: args.max_wait,
         hedge: !args.no_hedge,
@@ -157,7 +184,13 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
         client: client.clone(),
         backends: fleet.backends.clone(),
         membership: sources.is_dynamic().then(|| {
-            drover_job::membership::watch(client.clone(), sources.clone(), fleet.model.clone(), fleet.backends.clone(), Duration::from_secs(2))
+            drover_job::membership::watch(
+                client.clone(),
+                sources.clone(),
+                fleet.model.clone(),
+                fleet.backends.clone(),
+                Duration::from_secs(2),
+            )
         }),
         checker: analysis.checker.clone(),
         answers: analysis.sink.clone(),
@@ -172,19 +205,51 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
     };
 
     // Banner, in the seed's spirit: which instances, which mode.
-    let labels: Vec<&str> = fleet.backends.iter().map(|b| b.addr.label.as_str()).collect();
-    say(format!("drover {}: {} backend{} ({}): {}", env!("CARGO_PKG_VERSION"), labels.len(), if labels.len() == 1 { "" } else { "s" }, if plan.backends_from.is_empty() { "embedded" } else { plan.backends_from }, labels.join(", ")));
+    let labels: Vec<&str> = fleet
+        .backends
+        .iter()
+        .map(|b| b.addr.label.as_str())
+        .collect();
+    say(format!(
+        "drover {}: {} backend{} ({}): {}",
+        env!("CARGO_PKG_VERSION"),
+        labels.len(),
+        if labels.len() == 1 { "" } else { "s" },
+        if plan.backends_from.is_empty() {
+            "embedded"
+        } else {
+            plan.backends_from
+        },
+        labels.join(", ")
+    ));
     say(format!(
         "  model: {}{}",
-        fleet.model.as_deref().unwrap_or("(not listed by the backends; requests name none)"),
-        fleet.max_model_len.map(|l| format!(" (max_model_len {l})")).unwrap_or_default()
+        fleet
+            .model
+            .as_deref()
+            .unwrap_or("(not listed by the backends; requests name none)"),
+        fleet
+            .max_model_len
+            .map(|l| format!(" (max_model_len {l})"))
+            .unwrap_or_default()
     ));
-    say(format!("  mode: {} ({})", describe_mode(mode, args.max_per_backend), plan.mode_from));
-    let total = handles.progress.total.load(std::sync::atomic::Ordering::Relaxed);
+    say(format!(
+        "  mode: {} ({})",
+        describe_mode(mode, args.max_per_backend),
+        plan.mode_from
+    ));
+    let total = handles
+        .progress
+        .total
+        .load(std::sync::atomic::Ordering::Relaxed);
     say(format!(
         "  input: {}{} → output: {}{}",
         plan.input.display(),
-        if total > 0 { format!(" ({total} tasks)") } else { String::new() },
+        if total > 0 {
+            format!(" ({total} tasks)")
+        } else {
+            String::new()
+        },
         plan.output.display(),
         match plan.output_mode {
             OutputMode::Resume { retry_failed: true } => " (resume, retrying failed)",
@@ -196,10 +261,26 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
     if let Some((_, var)) = &plan.api_key {
         say(format!("  api key: from ${var}"));
     }
-    say(format!("[step 1/{steps}] load and validate tasks: {}", if args.strict { "every line checked (--strict)" } else { "lines are checked as they are read" }));
+    say(format!(
+        "[step 1/{steps}] load and validate tasks: {}",
+        if args.strict {
+            "every line checked (--strict)"
+        } else {
+            "lines are checked as they are read"
+        }
+    ));
     say(format!("[step 2/{steps}] dispatch tasks"));
 
-    let observer = match observe::start(&args.observe, observe::Live { progress: &handles.progress, snapshot: &handles.snapshot, stats: &handles.stats }).await {
+    let observer = match observe::start(
+        &args.observe,
+        observe::Live {
+            progress: &handles.progress,
+            snapshot: &handles.snapshot,
+            stats: &handles.stats,
+        },
+    )
+    .await
+    {
         Ok(o) => o,
         Err(e) => {
             eprintln!("drover run: {e}");
@@ -219,7 +300,10 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
     let result = match result {
         Ok(r) => r,
         Err(JobError::Output { path, source }) => {
-            eprintln!("drover run: cannot write output {}: {source}", path.display());
+            eprintln!(
+                "drover run: cannot write output {}: {source}",
+                path.display()
+            );
             return 1;
         }
         Err(e) => {
@@ -255,8 +339,16 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
             say(format!(
                 "drover: resumed: {} lines kept{}{}",
                 r.succeeded + r.failed_kept,
-                if r.failed_dropped > 0 { format!(", {} failed lines to retry", r.failed_dropped) } else { String::new() },
-                if r.torn_bytes > 0 { format!(", torn last line repaired ({} bytes)", r.torn_bytes) } else { String::new() },
+                if r.failed_dropped > 0 {
+                    format!(", {} failed lines to retry", r.failed_dropped)
+                } else {
+                    String::new()
+                },
+                if r.torn_bytes > 0 {
+                    format!(", torn last line repaired ({} bytes)", r.torn_bytes)
+                } else {
+                    String::new()
+                },
             ));
         }
     }
@@ -287,7 +379,11 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
         say(format!(
             "drover: {} task(s) failed{}; each has a record in {} (retry them with --resume --retry-failed)",
             summary.tasks.failed + kept,
-            if kept > 0 { format!(" ({kept} in earlier runs)") } else { String::new() },
+            if kept > 0 {
+                format!(" ({kept} in earlier runs)")
+            } else {
+                String::new()
+            },
             plan.output.display()
         ));
         return exit::TASKS_FAILED;
@@ -309,7 +405,10 @@ async fn wait_for_members(
             return Ok(addrs);
         }
         if start.elapsed() >= max_wait {
-            return Err(format!("no backend appeared within {} (--max-wait)", humantime::format_duration(max_wait)));
+            return Err(format!(
+                "no backend appeared within {} (--max-wait)",
+                humantime::format_duration(max_wait)
+            ));
         }
         if !announced {
             announced = true;
@@ -326,14 +425,21 @@ fn bytes_from(v: Vec<u8>) -> bytes::Bytes {
 fn describe_mode(mode: Mode, max: usize) -> String {
     match mode {
         Mode::Serial => "serial: one request in flight in total, backends in turn".into(),
-        Mode::Concurrent(n) => format!("concurrent: {n} requests in flight in total, backends in turn"),
-        Mode::Adaptive => format!("adaptive: each backend's limit found from its throughput (up to {max}), load-aware routing"),
+        Mode::Concurrent(n) => {
+            format!("concurrent: {n} requests in flight in total, backends in turn")
+        }
+        Mode::Adaptive => format!(
+            "adaptive: each backend's limit found from its throughput (up to {max}), load-aware routing"
+        ),
     }
 }
 
 /// The command line that resumes this run.
 fn resume_command() -> String {
-    let mut parts: Vec<String> = std::env::args().filter(|a| a != "--overwrite" && a != "--resume").map(|a| shell_quote(&a)).collect();
+    let mut parts: Vec<String> = std::env::args()
+        .filter(|a| a != "--overwrite" && a != "--resume")
+        .map(|a| shell_quote(&a))
+        .collect();
     if parts.is_empty() {
         parts.push("drover".into());
     }
@@ -342,7 +448,10 @@ fn resume_command() -> String {
 }
 
 fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))

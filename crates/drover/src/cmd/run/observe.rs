@@ -64,17 +64,28 @@ pub async fn start(args: &ObserveArgs, live: Live<'_>) -> Result<Observer, Strin
     if let Some(path) = &args.report {
         check_writable(path)?;
     }
-    let Some(addr) = &args.metrics_addr else { return Ok(Observer { server: None }) };
+    let Some(addr) = &args.metrics_addr else {
+        return Ok(Observer { server: None });
+    };
     let listener = tokio::net::TcpListener::bind(bind_target(addr))
         .await
         .map_err(|e| format!("--metrics-addr {addr}: cannot listen: {e}"))?;
-    let bound: SocketAddr = listener.local_addr().map_err(|e| format!("--metrics-addr {addr}: {e}"))?;
+    let bound: SocketAddr = listener
+        .local_addr()
+        .map_err(|e| format!("--metrics-addr {addr}: {e}"))?;
     // Printed even with -q: with port 0 it is the only way to learn where to scrape.
     eprintln!("drover: metrics on http://{bound}/metrics");
-    let sources = Sources { progress: live.progress.clone(), snapshot: live.snapshot.clone(), stats: live.stats.clone() };
+    let sources = Sources {
+        progress: live.progress.clone(),
+        snapshot: live.snapshot.clone(),
+        stats: live.stats.clone(),
+    };
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .route("/", get(|| async { "drover: Prometheus metrics are at /metrics\n" }))
+        .route(
+            "/",
+            get(|| async { "drover: Prometheus metrics are at /metrics\n" }),
+        )
         .with_state(sources);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -85,22 +96,33 @@ pub async fn start(args: &ObserveArgs, live: Live<'_>) -> Result<Observer, Strin
             tracing::warn!(error = %e, "metrics endpoint stopped");
         }
     });
-    Ok(Observer { server: Some(MetricsServer { stop, task }) })
+    Ok(Observer {
+        server: Some(MetricsServer { stop, task }),
+    })
 }
 
 /// After the job: stops the endpoint and writes the report.
-pub async fn finish(args: &ObserveArgs, observer: Observer, stats: &RunStats, summary: &Summary) -> Result<(), String> {
+pub async fn finish(
+    args: &ObserveArgs,
+    observer: Observer,
+    stats: &RunStats,
+    summary: &Summary,
+) -> Result<(), String> {
     if let Some(s) = observer.server {
         let _ = s.stop.send(());
         // A scraper holding a keep-alive connection must not keep the run from ending.
         let mut task = s.task;
-        if tokio::time::timeout(Duration::from_secs(2), &mut task).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(2), &mut task)
+            .await
+            .is_err()
+        {
             task.abort();
         }
     }
     if let Some(path) = &args.report {
         let html = drover_stats::report::run_report(stats, summary);
-        std::fs::write(path, html).map_err(|e| format!("cannot write --report {}: {e}", path.display()))?;
+        std::fs::write(path, html)
+            .map_err(|e| format!("cannot write --report {}: {e}", path.display()))?;
         tracing::info!(path = %path.display(), "report written");
     }
     Ok(())
@@ -108,17 +130,31 @@ pub async fn finish(args: &ObserveArgs, observer: Observer, stats: &RunStats, su
 
 /// `9400` means `127.0.0.1:9400`: metrics stay on the machine unless a host is named.
 fn bind_target(addr: &str) -> String {
-    if !addr.is_empty() && addr.bytes().all(|b| b.is_ascii_digit()) { format!("127.0.0.1:{addr}") } else { addr.to_string() }
+    if !addr.is_empty() && addr.bytes().all(|b| b.is_ascii_digit()) {
+        format!("127.0.0.1:{addr}")
+    } else {
+        addr.to_string()
+    }
 }
 
 /// A report path in a missing folder would only fail after the whole run: say so now.
 pub(crate) fn check_writable(path: &Path) -> Result<(), String> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if !parent.is_dir() {
-        return Err(format!("--report {}: the folder {} does not exist", path.display(), parent.display()));
+        return Err(format!(
+            "--report {}: the folder {} does not exist",
+            path.display(),
+            parent.display()
+        ));
     }
     if path.is_dir() {
-        return Err(format!("--report {}: is a folder; name a file, e.g. report.html", path.display()));
+        return Err(format!(
+            "--report {}: is a folder; name a file, e.g. report.html",
+            path.display()
+        ));
     }
     Ok(())
 }
@@ -142,15 +178,29 @@ async fn metrics(State(src): State<Sources>) -> Response {
         queued: snap.queued,
         retries: snap.retries,
         hedges: snap.hedges,
-        tasks_expected: src.progress.total.load(std::sync::atomic::Ordering::Relaxed),
+        tasks_expected: src
+            .progress
+            .total
+            .load(std::sync::atomic::Ordering::Relaxed),
         elapsed_seconds: 0.0,
     };
     let text = {
         let stats = src.stats.lock().expect("stats lock");
-        let live = LiveFleet { elapsed_seconds: stats.started.elapsed().as_secs_f64(), ..live };
+        let live = LiveFleet {
+            elapsed_seconds: stats.started.elapsed().as_secs_f64(),
+            ..live
+        };
         prometheus::render(&stats, &live)
     };
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -171,6 +221,10 @@ mod tests {
         assert!(check_writable(Path::new("r.html")).is_ok());
         let e = check_writable(&dir.path().join("missing/r.html")).unwrap_err();
         assert!(e.contains("does not exist"), "{e}");
-        assert!(check_writable(dir.path()).unwrap_err().contains("is a folder"));
+        assert!(
+            check_writable(dir.path())
+                .unwrap_err()
+                .contains("is a folder")
+        );
     }
 }

@@ -92,7 +92,9 @@ fn env_bool(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<b
         "" => Ok(None),
         "1" | "true" | "yes" | "on" => Ok(Some(true)),
         "0" | "false" | "no" | "off" => Ok(Some(false)),
-        _ => Err(usage(format!("{name}={v:?} is not a boolean: use true or false"))),
+        _ => Err(usage(format!(
+            "{name}={v:?} is not a boolean: use true or false"
+        ))),
     }
 }
 
@@ -103,19 +105,30 @@ fn split_list(s: &str) -> impl Iterator<Item = &str> {
 /// Validates the arguments against the environment.
 pub fn plan(args: &RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<RunPlan, UsageError> {
     let (input, output) = if args.input.as_os_str() == "-" {
-        let out = args.output.clone().ok_or_else(|| usage("reading tasks from stdin ('-'): name the output with -o FILE"))?;
+        let out = args
+            .output
+            .clone()
+            .ok_or_else(|| usage("reading tasks from stdin ('-'): name the output with -o FILE"))?;
         (InputSource::Stdin, out)
     } else {
-        let out = args.output.clone().unwrap_or_else(|| default_output(&args.input));
+        let out = args
+            .output
+            .clone()
+            .unwrap_or_else(|| default_output(&args.input));
         (InputSource::Path(args.input.clone()), out)
     };
     if let InputSource::Path(p) = &input {
         if p == &output {
-            return Err(usage(format!("the output {} would overwrite the input: choose another -o", output.display())));
+            return Err(usage(format!(
+                "the output {} would overwrite the input: choose another -o",
+                output.display()
+            )));
         }
     }
     let output_mode = if args.resume {
-        OutputMode::Resume { retry_failed: args.retry_failed }
+        OutputMode::Resume {
+            retry_failed: args.retry_failed,
+        }
     } else if args.overwrite {
         OutputMode::Overwrite
     } else {
@@ -124,9 +137,18 @@ pub fn plan(args: &RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<RunP
 
     // Backends: flags, then DROVER_BACKENDS, then the seed's VLLM_PORTS.
     let (raw, mut backends_from): (Vec<String>, &'static str) = if !args.backends.is_empty() {
-        (args.backends.iter().flat_map(|b| split_list(b).map(str::to_string).collect::<Vec<_>>()).collect(), "-b")
+        (
+            args.backends
+                .iter()
+                .flat_map(|b| split_list(b).map(str::to_string).collect::<Vec<_>>())
+                .collect(),
+            "-b",
+        )
     } else if let Some(v) = env("DROVER_BACKENDS").filter(|v| !v.trim().is_empty()) {
-        (split_list(&v).map(str::to_string).collect(), "DROVER_BACKENDS")
+        (
+            split_list(&v).map(str::to_string).collect(),
+            "DROVER_BACKENDS",
+        )
     } else if let Some(v) = env("VLLM_PORTS").filter(|v| !v.trim().is_empty()) {
         (split_list(&v).map(str::to_string).collect(), "VLLM_PORTS")
     } else {
@@ -142,7 +164,9 @@ pub fn plan(args: &RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<RunP
                 .ok_or_else(|| usage(format!("invalid backend {b:?}: dns:// needs name:port, e.g. dns://vllm.default.svc:8000")))?;
             dns.push((name, port));
         } else {
-            list.push(BackendAddr::parse(b).map_err(|e| usage(format!("{e} (from {backends_from})")))?);
+            list.push(
+                BackendAddr::parse(b).map_err(|e| usage(format!("{e} (from {backends_from})")))?,
+            );
         }
     }
     if env_bool(env, "USE_MULTI_VLLM")? == Some(false) && list.len() > 1 {
@@ -157,9 +181,13 @@ pub fn plan(args: &RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<RunP
 
     // Mode: --mode, else the seed's variables, else adaptive.
     let max_workers = match env("MAX_WORKERS").filter(|v| !v.trim().is_empty()) {
-        Some(v) => Some(v.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            usage(format!("MAX_WORKERS={v:?} is not a positive number"))
-        })?),
+        Some(v) => Some(
+            v.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| usage(format!("MAX_WORKERS={v:?} is not a positive number")))?,
+        ),
         None => None,
     };
     let workers = args.workers.or(max_workers);
@@ -169,17 +197,32 @@ pub fn plan(args: &RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<RunP
     let use_concurrent = env_bool(env, "USE_CONCURRENT")?;
     let (mode, mode_from) = match args.mode {
         Some(ModeArg::Serial) => (ModeChoice::Serial, "--mode serial".to_string()),
-        Some(ModeArg::Concurrent) => (ModeChoice::Concurrent(workers), "--mode concurrent".to_string()),
+        Some(ModeArg::Concurrent) => (
+            ModeChoice::Concurrent(workers),
+            "--mode concurrent".to_string(),
+        ),
         Some(ModeArg::Adaptive) => {
             if args.workers.is_some() {
-                return Err(usage("--workers sets the total for --mode concurrent; adaptive mode finds its own limits (drop --workers or add --mode concurrent)"));
+                return Err(usage(
+                    "--workers sets the total for --mode concurrent; adaptive mode finds its own limits (drop --workers or add --mode concurrent)",
+                ));
             }
             (ModeChoice::Adaptive, "--mode adaptive".to_string())
         }
-        None if use_concurrent == Some(false) => (ModeChoice::Serial, "USE_CONCURRENT=false".to_string()),
-        None if args.workers.is_some() => (ModeChoice::Concurrent(workers), "--workers".to_string()),
-        None if max_workers.is_some() => (ModeChoice::Concurrent(workers), format!("MAX_WORKERS={}", max_workers.unwrap_or(0))),
-        None if use_concurrent == Some(true) => (ModeChoice::Concurrent(workers), "USE_CONCURRENT=true".to_string()),
+        None if use_concurrent == Some(false) => {
+            (ModeChoice::Serial, "USE_CONCURRENT=false".to_string())
+        }
+        None if args.workers.is_some() => {
+            (ModeChoice::Concurrent(workers), "--workers".to_string())
+        }
+        None if max_workers.is_some() => (
+            ModeChoice::Concurrent(workers),
+            format!("MAX_WORKERS={}", max_workers.unwrap_or(0)),
+        ),
+        None if use_concurrent == Some(true) => (
+            ModeChoice::Concurrent(workers),
+            "USE_CONCURRENT=true".to_string(),
+        ),
         None => (ModeChoice::Adaptive, "default".to_string()),
     };
 
@@ -187,7 +230,11 @@ pub fn plan(args: &RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<RunP
         None => Map::new(),
         Some(s) => match serde_json::from_str::<Value>(s) {
             Ok(Value::Object(m)) => m,
-            Ok(_) => return Err(usage("--extra-body must be a JSON object, e.g. '{\"top_p\":0.9}'")),
+            Ok(_) => {
+                return Err(usage(
+                    "--extra-body must be a JSON object, e.g. '{\"top_p\":0.9}'",
+                ));
+            }
             Err(e) => return Err(usage(format!("--extra-body is not JSON: {e}"))),
         },
     };
@@ -203,11 +250,22 @@ pub fn plan(args: &RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<RunP
     let api_key = match &args.api_key_env {
         Some(name) => match env(name) {
             Some(v) if !v.is_empty() => Some((v, name.clone())),
-            _ => return Err(usage(format!("--api-key-env {name}: the environment variable {name} is not set"))),
+            _ => {
+                return Err(usage(format!(
+                    "--api-key-env {name}: the environment variable {name} is not set"
+                )));
+            }
         },
-        None => env("OPENAI_API_KEY").filter(|v| !v.is_empty()).map(|v| (v, "OPENAI_API_KEY".to_string())),
+        None => env("OPENAI_API_KEY")
+            .filter(|v| !v.is_empty())
+            .map(|v| (v, "OPENAI_API_KEY".to_string())),
     };
-    let shard = args.shard.as_deref().map(str::parse::<Shard>).transpose().map_err(|e| usage(e.to_string()))?;
+    let shard = args
+        .shard
+        .as_deref()
+        .map(str::parse::<Shard>)
+        .transpose()
+        .map_err(|e| usage(e.to_string()))?;
     if args.attempts == 0 {
         return Err(usage("--attempts must be at least 1"));
     }
@@ -240,7 +298,10 @@ pub fn plan(args: &RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<RunP
 
 /// `dir/tasks.jsonl` → `dir/tasks.results.jsonl`.
 fn default_output(input: &std::path::Path) -> PathBuf {
-    let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "tasks".into());
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tasks".into());
     input.with_file_name(format!("{stem}.results.jsonl"))
 }
 
@@ -260,7 +321,10 @@ mod tests {
         let mut full = vec!["drover"];
         full.extend_from_slice(argv);
         let args = T::try_parse_from(full).unwrap().run;
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         plan(&args, &|k| env.get(k).cloned())
     }
 
@@ -279,35 +343,85 @@ mod tests {
         assert_eq!(p.mode, ModeChoice::Adaptive);
         assert_eq!(p.backends_from, "VLLM_PORTS");
 
-        let p = plan_of(&["in.jsonl"], &[("VLLM_PORTS", "8001,8002"), ("USE_CONCURRENT", "false")]).unwrap();
+        let p = plan_of(
+            &["in.jsonl"],
+            &[("VLLM_PORTS", "8001,8002"), ("USE_CONCURRENT", "false")],
+        )
+        .unwrap();
         assert_eq!(p.mode, ModeChoice::Serial);
         assert_eq!(p.mode.resolve(2), Mode::Serial);
 
-        let p = plan_of(&["in.jsonl"], &[("VLLM_PORTS", "8001,8002"), ("USE_CONCURRENT", "true"), ("MAX_WORKERS", "4")]).unwrap();
+        let p = plan_of(
+            &["in.jsonl"],
+            &[
+                ("VLLM_PORTS", "8001,8002"),
+                ("USE_CONCURRENT", "true"),
+                ("MAX_WORKERS", "4"),
+            ],
+        )
+        .unwrap();
         assert_eq!(p.mode.resolve(2), Mode::Concurrent(4));
 
-        let p = plan_of(&["in.jsonl"], &[("VLLM_PORTS", "8001,8002,8003"), ("USE_CONCURRENT", "true")]).unwrap();
-        assert_eq!(p.mode.resolve(3), Mode::Concurrent(3), "the seed's advice: workers = instances");
+        let p = plan_of(
+            &["in.jsonl"],
+            &[("VLLM_PORTS", "8001,8002,8003"), ("USE_CONCURRENT", "true")],
+        )
+        .unwrap();
+        assert_eq!(
+            p.mode.resolve(3),
+            Mode::Concurrent(3),
+            "the seed's advice: workers = instances"
+        );
 
-        let p = plan_of(&["in.jsonl"], &[("VLLM_PORTS", "8001,8002,8003"), ("USE_MULTI_VLLM", "false")]).unwrap();
+        let p = plan_of(
+            &["in.jsonl"],
+            &[
+                ("VLLM_PORTS", "8001,8002,8003"),
+                ("USE_MULTI_VLLM", "false"),
+            ],
+        )
+        .unwrap();
         assert_eq!(ports(&p), vec!["127.0.0.1:8001"]);
     }
 
     #[test]
     fn flags_beat_env() {
-        let env = [("VLLM_PORTS", "8001,8002"), ("USE_CONCURRENT", "false"), ("MAX_WORKERS", "8")];
-        let p = plan_of(&["in.jsonl", "-b", "9001", "--mode", "concurrent", "--workers", "3"], &env).unwrap();
+        let env = [
+            ("VLLM_PORTS", "8001,8002"),
+            ("USE_CONCURRENT", "false"),
+            ("MAX_WORKERS", "8"),
+        ];
+        let p = plan_of(
+            &[
+                "in.jsonl",
+                "-b",
+                "9001",
+                "--mode",
+                "concurrent",
+                "--workers",
+                "3",
+            ],
+            &env,
+        )
+        .unwrap();
         assert_eq!(ports(&p), vec!["127.0.0.1:9001"]);
         assert_eq!(p.mode.resolve(1), Mode::Concurrent(3));
         let p = plan_of(&["in.jsonl", "--mode", "adaptive"], &env).unwrap();
         assert_eq!(p.mode, ModeChoice::Adaptive);
-        let p = plan_of(&["in.jsonl", "-b", "h:1,h:2", "-b", "h:3"], &[("DROVER_BACKENDS", "x:9")]).unwrap();
+        let p = plan_of(
+            &["in.jsonl", "-b", "h:1,h:2", "-b", "h:3"],
+            &[("DROVER_BACKENDS", "x:9")],
+        )
+        .unwrap();
         assert_eq!(ports(&p), vec!["h:1", "h:2", "h:3"]);
     }
 
     #[test]
     fn no_backend_means_embedded() {
-        assert_eq!(plan_of(&["in.jsonl"], &[]).unwrap().backends, BackendSource::Embedded);
+        assert_eq!(
+            plan_of(&["in.jsonl"], &[]).unwrap().backends,
+            BackendSource::Embedded
+        );
     }
 
     #[test]
@@ -324,13 +438,21 @@ mod tests {
         let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
             (&["-"], &[], "-o FILE"),
             (&["in.jsonl", "-b", "nope"], &[], "no port"),
-            (&["in.jsonl"], &[("USE_CONCURRENT", "maybe")], "USE_CONCURRENT"),
+            (
+                &["in.jsonl"],
+                &[("USE_CONCURRENT", "maybe")],
+                "USE_CONCURRENT",
+            ),
             (&["in.jsonl"], &[("MAX_WORKERS", "zero")], "MAX_WORKERS"),
             (&["in.jsonl", "--extra-body", "[1]"], &[], "--extra-body"),
             (&["in.jsonl", "--api-key-env", "MY_KEY"], &[], "MY_KEY"),
             (&["in.jsonl", "--shard", "3/3"], &[], "--shard"),
             (&["in.jsonl", "-o", "in.jsonl"], &[], "overwrite the input"),
-            (&["in.jsonl", "--mode", "adaptive", "--workers", "4"], &[], "--workers"),
+            (
+                &["in.jsonl", "--mode", "adaptive", "--workers", "4"],
+                &[],
+                "--workers",
+            ),
             (&["in.jsonl", "-b", "dns://svc"], &[], "dns://"),
         ];
         for (argv, env, want) in cases {

@@ -32,7 +32,8 @@ impl Display {
             let bar = tty.then(|| make_bar(&label));
             let started = Instant::now();
             let mut last_plain = Instant::now();
-            let mut tick = tokio::time::interval(Duration::from_millis(if tty { 150 } else { 1000 }));
+            let mut tick =
+                tokio::time::interval(Duration::from_millis(if tty { 150 } else { 1000 }));
             loop {
                 tokio::select! {
                     _ = &mut stopped => break,
@@ -64,7 +65,10 @@ impl Display {
                 eprintln!("{}", describe(&e));
             }
         });
-        Display { stop: Some(stop), task: Some(task) }
+        Display {
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     /// Stops and clears the display.
@@ -81,9 +85,11 @@ impl Display {
 fn make_bar(label: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(8));
     bar.set_style(
-        ProgressStyle::with_template("{prefix} {percent:>3}%|{wide_bar}| {pos}/{len} [{elapsed}<{eta}, {per_sec}, {msg}]")
-            .expect("valid template")
-            .progress_chars("█▉▊▋▌▍▎▏ "),
+        ProgressStyle::with_template(
+            "{prefix} {percent:>3}%|{wide_bar}| {pos}/{len} [{elapsed}<{eta}, {per_sec}, {msg}]",
+        )
+        .expect("valid template")
+        .progress_chars("█▉▊▋▌▍▎▏ "),
     );
     bar.set_prefix(format!("drover [{label}]:"));
     bar
@@ -110,8 +116,17 @@ fn in_flight(snap: &FleetSnapshot, max: usize) -> String {
         .filter(|b| b.in_flight > 0 || b.state == drover_sched::BackendState::Up)
         .take(max)
         .map(|b| {
-            let name = b.label.rsplit(':').next().filter(|_| b.label.starts_with("127.0.0.1")).unwrap_or(&b.label);
-            let state = if b.state == drover_sched::BackendState::Up { String::new() } else { format!(" {}", b.state.name()) };
+            let name = b
+                .label
+                .rsplit(':')
+                .next()
+                .filter(|_| b.label.starts_with("127.0.0.1"))
+                .unwrap_or(&b.label);
+            let state = if b.state == drover_sched::BackendState::Up {
+                String::new()
+            } else {
+                format!(" {}", b.state.name())
+            };
             match b.limit {
                 Some(l) => format!("{name}:{}/{l}{state}", b.in_flight),
                 None => format!("{name}:{}{state}", b.in_flight),
@@ -119,7 +134,11 @@ fn in_flight(snap: &FleetSnapshot, max: usize) -> String {
         })
         .collect();
     let more = snap.backends.len().saturating_sub(per.len());
-    let more = if more > 0 { format!(" +{more}") } else { String::new() };
+    let more = if more > 0 {
+        format!(" +{more}")
+    } else {
+        String::new()
+    };
     format!("in flight {} ({}{more})", snap.in_flight, per.join(" "))
 }
 
@@ -127,15 +146,26 @@ fn plain_line(label: &str, p: &Progress, snap: &FleetSnapshot, elapsed: Duration
     let done = p.done();
     let total = p.total.load(Ordering::Relaxed);
     let rate = done as f64 / elapsed.as_secs_f64().max(1e-9);
-    let pct = if total > 0 { format!(" ({:.0}%)", 100.0 * done as f64 / total as f64) } else { String::new() };
+    let pct = if total > 0 {
+        format!(" ({:.0}%)", 100.0 * done as f64 / total as f64)
+    } else {
+        String::new()
+    };
     let eta = if total > done && rate > 0.0 {
-        format!(", eta {}", drover_stats::summary::fmt_secs((total - done) as f64 / rate))
+        format!(
+            ", eta {}",
+            drover_stats::summary::fmt_secs((total - done) as f64 / rate)
+        )
     } else {
         String::new()
     };
     format!(
         "drover [{label}]: {done}/{}{pct} in {}, {rate:.1} tasks/s, ok={}, failed={}, {}{eta}",
-        if total > 0 { total.to_string() } else { "?".into() },
+        if total > 0 {
+            total.to_string()
+        } else {
+            "?".into()
+        },
         drover_stats::summary::fmt_secs(elapsed.as_secs_f64()),
         p.ok.load(Ordering::Relaxed),
         p.failed.load(Ordering::Relaxed),
