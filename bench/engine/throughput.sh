@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Aggregate generation throughput of the embedded engine at 1, 4, 8 and 16 concurrent requests,
-# in-process and through the HTTP front. See docs/bench-parts/engine.md for recorded numbers.
+# in-process and through the HTTP front. See docs/benchmarks.md for recorded numbers.
 #
 #   bench/engine/throughput.sh [extra args for the example, e.g. --threads 1 --repeat 5]
 set -euo pipefail

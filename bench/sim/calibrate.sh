@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the simulator's calibration table (docs/bench-parts/sim.md): the five checks of
+# Reproduces the simulator's calibration table (docs/benchmarks.md): the five checks of
 # vllm-facts.md §6, measured over HTTP with closed-loop streaming clients against one in-process
 # simulated instance at time scale 0.25 (results converted back to simulated time).
 #

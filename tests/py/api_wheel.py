@@ -261,6 +261,10 @@ def check_interrupt_and_resume():
         fired["at"] = time.monotonic()
         os.kill(os.getpid(), signal.SIGINT)
 
+    # Python raises KeyboardInterrupt on SIGINT only if SIGINT was not ignored when it started,
+    # and a non-interactive shell's background job (`.ci/run &`) starts with it ignored. This is
+    # Ctrl-C at a terminal, so set up what an interactive Python has.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     watcher = threading.Thread(target=interrupt_when_started, daemon=True)
     watcher.start()
     started = time.monotonic()

@@ -138,7 +138,7 @@ impl EngineConfig {
 /// by llama.cpp, anything else running (drover's own client in `drover run`, a build, another
 /// engine) makes throughput collapse: on the 2-core development VM, 2 threads fell to 1.7 tok/s
 /// beside other work where 1 thread kept 48 tok/s; when idle, 2 threads are only ~1.5x faster
-/// than 1 (docs/bench-parts/engine.md). Leaving a core free costs little and avoids the cliff.
+/// than 1 (docs/benchmarks.md). Leaving a core free costs little and avoids the cliff.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())

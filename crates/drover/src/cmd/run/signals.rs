@@ -1,6 +1,7 @@
 //! Ctrl-C and SIGTERM: the first stops intake and lets requests in flight finish for up to
 //! `--grace`; the second exits at once. Both leave a consistent, resumable output.
 
+use std::io::Write;
 use std::time::Duration;
 
 use drover_sched::Control;
@@ -9,7 +10,10 @@ use drover_sched::Control;
 pub fn watch(control: Control, grace: Duration, resume_hint: String) {
     tokio::spawn(async move {
         interrupted().await;
-        eprintln!(
+        // `writeln!`, not `eprintln!`: a closed stderr (the terminal went away with the
+        // SIGHUP/SIGTERM) must not panic the task that lets the job end cleanly.
+        let _ = writeln!(
+            std::io::stderr(),
             "\ndrover: interrupted: no new tasks; waiting up to {} for requests in flight (Ctrl-C again to quit now)",
             humantime::format_duration(grace)
         );
@@ -21,7 +25,7 @@ pub fn watch(control: Control, grace: Duration, resume_hint: String) {
         });
         interrupted().await;
         // Every line already in the output is whole; tasks without a line are redone on resume.
-        eprintln!("drover: interrupted again: exiting now; resume with:\n  {resume_hint}");
+        let _ = writeln!(std::io::stderr(), "drover: interrupted again: exiting now; resume with:\n  {resume_hint}");
         std::process::exit(i32::from(crate::exit::INTERRUPTED));
     });
 }
