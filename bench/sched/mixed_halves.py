@@ -73,13 +73,25 @@ def rate(rows, prefix):
     start = min(r[1] for r in sel); end = max(r[2] for r in sel)
     return sum(r[3] for r in sel) / ((end - start) / 1000.0)
 
+def makespan(rows):
+    """Seconds from the first send to the last finish."""
+    return (max(r[2] for r in rows) - min(r[1] for r in rows)) / 1000.0
+
 results = {"half": a.half, "instances": a.instances, "fixed": {}, "adaptive": {}}
 for n in [int(x) for x in a.sweep.split(",")]:
     for half, prefix in (("h1", "a"), ("h2", "b")):
-        r = rate(run(paths[half], ["--mode", "concurrent", "--workers", str(n)]), prefix)
+        rows = run(paths[half], ["--mode", "concurrent", "--workers", str(n)])
+        r = rate(rows, prefix)
         results["fixed"].setdefault(half, {})[n] = r
-        print(f"fixed {n:>5} {half}: {r:8.0f} out tok/s", flush=True)
+        results.setdefault("fixed_makespan", {}).setdefault(half, {})[n] = makespan(rows)
+        print(f"fixed {n:>5} {half}: {r:8.0f} out tok/s, {makespan(rows):.1f} s", flush=True)
 rows = run(paths["all"], [])
+# The whole job against the best fixed setting of each half run back to back: the comparison
+# that does not depend on where the change falls in the windows.
+best_pair = sum(min(results["fixed_makespan"][h].values()) for h in ("h1", "h2"))
+results["adaptive"]["whole"] = {"makespan": makespan(rows), "best_fixed_pair": best_pair, "ratio": best_pair / makespan(rows)}
+print(f"adaptive whole job: {makespan(rows):.1f} s; best fixed per half, back to back: {best_pair:.1f} s "
+      f"({100 * best_pair / makespan(rows):.1f}%)", flush=True)
 for half, prefix in (("h1", "a"), ("h2", "b")):
     r = rate(rows, prefix)
     best_n, best = max(results["fixed"][half].items(), key=lambda kv: kv[1])
