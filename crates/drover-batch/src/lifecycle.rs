@@ -229,6 +229,18 @@ impl Ctx {
 
     /// Writes the output and error files and records the batch's final status.
     async fn finalize(self: &Arc<Self>, e: Ended) -> Result<(), BatchError> {
+        // The journal is removed only after the final status is committed: a batch that is
+        // terminal already has its files. Splitting again from no journal would find no lines
+        // and remove the delivered output file as stale, so a second finalization (seen once
+        // in CI after a graceful restart, cause not yet found) must change nothing.
+        if !e.journal.exists()
+            && let Some(b) = self.store.batch(&e.id).await?
+            && b.status.is_terminal()
+        {
+            tracing::warn!(target: "drover::batch", batch = %e.id, "already {}: second finalization ignored", b.status.as_str());
+            self.forget(&e.id);
+            return Ok(());
+        }
         if e.ending == Ending::Completed {
             self.store.mark_finalizing(&e.id, e.counts, now()).await?;
         }

@@ -25,7 +25,10 @@ pub fn watch(control: Control, grace: Duration, resume_hint: String) {
         });
         interrupted().await;
         // Every line already in the output is whole; tasks without a line are redone on resume.
-        let _ = writeln!(std::io::stderr(), "drover: interrupted again: exiting now; resume with:\n  {resume_hint}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "drover: interrupted again: exiting now; resume with:\n  {resume_hint}"
+        );
         std::process::exit(i32::from(crate::exit::INTERRUPTED));
     });
 }
