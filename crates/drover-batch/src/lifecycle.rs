@@ -208,9 +208,15 @@ impl Ctx {
     }
 
     /// Finalizes ended batches as they come.
+    ///
+    /// The loop is itself one of the tracked tasks: a batch that ends while the server stops
+    /// (its last requests finishing in the grace period) is then finalized before `run`
+    /// returns. Untracked, the loop could hand that batch to the tracker after the shutdown's
+    /// wait had found it empty, and a restarted server would find the batch `finalizing` and
+    /// split its journal concurrently with the old one, losing the output file.
     pub(crate) fn spawn_finalizer(self: &Arc<Self>, mut ended: mpsc::UnboundedReceiver<Ended>) {
         let ctx = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             while let Some(e) = ended.recv().await {
                 ctx.spawn_finalize(e);
             }
@@ -231,8 +237,8 @@ impl Ctx {
     async fn finalize(self: &Arc<Self>, e: Ended) -> Result<(), BatchError> {
         // The journal is removed only after the final status is committed: a batch that is
         // terminal already has its files. Splitting again from no journal would find no lines
-        // and remove the delivered output file as stale, so a second finalization (seen once
-        // in CI after a graceful restart, cause not yet found) must change nothing.
+        // and remove the delivered output file as stale, so a late second finalization must
+        // change nothing.
         if !e.journal.exists()
             && let Some(b) = self.store.batch(&e.id).await?
             && b.status.is_terminal()

@@ -176,7 +176,7 @@ impl Http {
                         .get(format!("{}/v1/files/{id}/content", self.base)),
                 )
                 .await;
-            assert_eq!(s, 200);
+            assert_eq!(s, 200, "{key} {id}: {text}\nbatch: {batch}");
             for line in text.lines() {
                 let v: Value = serde_json::from_str(line).unwrap();
                 let cid = v["custom_id"].as_str().unwrap().to_string();
