@@ -68,7 +68,7 @@ impl SimConfig {
             seed: 0,
             faults: Faults::default(),
             api_key: None,
-            hide_metrics: false,
+            hide_metrics: !p.metrics,
         })
     }
 
@@ -135,6 +135,14 @@ impl SimConfig {
                 return Err(SimError::invalid(field, "must be at least 1"));
             }
         }
+        if p.batch_curve.windows(2).any(|w| w[0].0 >= w[1].0)
+            || p.batch_curve.first().is_some_and(|&(b, _)| b == 0)
+        {
+            return Err(SimError::invalid(
+                "--batch-curve",
+                "batch sizes must start at 1 or more and strictly increase, e.g. 1:45ms,16:110ms,64:140ms",
+            ));
+        }
         let capacity = u64::from(p.num_kv_blocks) * u64::from(p.block_size);
         if !self.instant && u64::from(p.max_model_len) > capacity {
             return Err(SimError::invalid(
@@ -152,6 +160,8 @@ impl SimConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -186,6 +196,17 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .starts_with("--time-scale:")
+        );
+        let mut c = SimConfig::default();
+        c.params.batch_curve = vec![
+            (16, Duration::from_millis(5)),
+            (4, Duration::from_millis(9)),
+        ];
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("--batch-curve:")
         );
         let mut c = SimConfig::default();
         c.params.max_num_seqs = 0;

@@ -223,6 +223,9 @@ async fn run(shared: Arc<Shared>) {
     let mut live: HashMap<SeqId, Live> = HashMap::new();
     let mut clock: Option<Instant> = None;
     let mut last_scan = Instant::now();
+    // Since when the engine has had nothing to do (it starts idle), for `idle_wake`.
+    let mut idle_since = Some(Instant::now());
+    let idle_after = params.idle_after.mul_f64(shared.config.time_scale);
     loop {
         for p in shared.inbox.lock().expect("inbox lock").drain(..) {
             delayed.push(Reverse((p.ready_at, p.id)));
@@ -255,6 +258,7 @@ async fn run(shared: Arc<Shared>) {
         if stalled || !state.has_work() {
             publish(&shared.gauges, &state);
             clock = None;
+            idle_since.get_or_insert(now);
             match delayed.peek() {
                 // Even stalled, arrivals join the waiting queue (and its gauge): only steps stop.
                 Some(&Reverse((at, _))) => {
@@ -265,6 +269,15 @@ async fn run(shared: Arc<Shared>) {
                 }
                 _ => shared.wake.notified().await,
             }
+            continue;
+        }
+
+        // A long-idle engine is slow to take its first step (measured on transformers serve).
+        if let Some(since) = idle_since.take()
+            && !params.idle_wake.is_zero()
+            && now.duration_since(since) >= idle_after
+        {
+            tokio::time::sleep(params.idle_wake.mul_f64(shared.config.time_scale)).await;
             continue;
         }
 

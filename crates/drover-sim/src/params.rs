@@ -46,6 +46,49 @@ pub struct Params {
     pub enable_prefix_caching: bool,
     /// Reject with 503 when this many requests wait; 0 = unbounded (vLLM's default).
     pub max_num_queued_reqs: u32,
+    /// A measured per-step time by batch size (sequences scheduled), ascending in batch size.
+    /// When set it replaces `t_fixed + B·t_seq`: engines whose steps are dominated by host-side
+    /// work (transformers' continuous batching) grow sublinearly in B, which no linear term
+    /// fits. Linear between points; the first point's time below it; the last segment's slope
+    /// beyond the last point.
+    pub batch_curve: Vec<(u32, Duration)>,
+    /// Extra delay before the first step after the engine was idle for at least `idle_after`
+    /// (measured on transformers serve: a lone request after idleness is seconds slower than
+    /// the same request on a busy instance). Zero = none (vLLM).
+    pub idle_wake: Duration,
+    /// How long an engine must have been idle for `idle_wake` to apply.
+    pub idle_after: Duration,
+}
+
+impl Params {
+    /// Duration of one step that computes `tokens` tokens for `seqs` sequences whose attention
+    /// reads `context` tokens in total, in seconds: the formula of [`StepCosts`], with the
+    /// measured batch curve in place of `t_fixed + B·t_seq` where there is one.
+    pub fn step_seconds(&self, tokens: u64, seqs: u64, context: u64) -> f64 {
+        let costs = StepCosts::of(self);
+        match interpolate(&self.batch_curve, seqs) {
+            Some(overhead) => overhead + costs.work_seconds(tokens, context),
+            None => costs.step_seconds(tokens, seqs, context),
+        }
+    }
+}
+
+/// The curve's time at batch size `b`, seconds; `None` for an empty curve. Batch sizes are
+/// strictly ascending ([`crate::SimConfig::validate`] checks).
+fn interpolate(curve: &[(u32, Duration)], b: u64) -> Option<f64> {
+    let first = curve.first()?;
+    let b = b as f64;
+    if curve.len() == 1 || b <= f64::from(first.0) {
+        return Some(first.1.as_secs_f64());
+    }
+    // The segment holding b, or the last one for b beyond the curve.
+    let i = curve
+        .windows(2)
+        .position(|w| b <= f64::from(w[1].0))
+        .unwrap_or(curve.len() - 2);
+    let (b0, t0) = (f64::from(curve[i].0), curve[i].1.as_secs_f64());
+    let (b1, t1) = (f64::from(curve[i + 1].0), curve[i + 1].1.as_secs_f64());
+    Some((t0 + (t1 - t0) * (b - b0) / (b1 - b0)).max(0.0))
 }
 
 /// One preset: a name, the served model it imitates, and its parameters.
@@ -59,6 +102,8 @@ pub struct Preset {
     pub source: &'static str,
     /// Answer at once, without the engine loop (the `instant` preset).
     pub instant: bool,
+    /// Serve `/metrics` (vLLM does; transformers serve does not).
+    pub metrics: bool,
     /// Default output length, tokens, when a request has no `max_tokens`.
     pub default_output_len: u32,
     /// The parameters.
@@ -89,6 +134,47 @@ fn h100_8b() -> Params {
         long_prefill_token_threshold: 0,
         enable_prefix_caching: true,
         max_num_queued_reqs: 0,
+        batch_curve: Vec::new(),
+        idle_wake: Duration::ZERO,
+        idle_after: Duration::ZERO,
+    }
+}
+
+/// transformers' continuous batching on a 1.1B model, four instances on one H100 (fit in
+/// docs/benchmarks.md). Its steps are host-bound: the per-step time is the measured curve (each
+/// instance's share of the GPU at B = C/4 sequences, C in flight over the four), and the device
+/// terms only add prefill work. A lone request after idleness starts 2.3 s late.
+fn hf_cb_1b_h100() -> Params {
+    Params {
+        max_model_len: 8192,
+        // 22 layers × 4 KV heads × 64 dims × (K, V) × 2 B.
+        kv_bytes_per_token: 22_528.0,
+        weight_bytes: 2.2e9,
+        active_params: 1.1e9,
+        hbm_bw: 2.6e12,
+        kv_bw: 1.9e12,
+        flops: 200e12,
+        t_fixed: Duration::ZERO,
+        t_seq: Duration::ZERO,
+        api_overhead: ms(10),
+        api_overhead_jitter: 0.1,
+        block_size: 16,
+        // --cb-num-blocks 1500 did not bind at 256 sequences per instance (1024 in flight).
+        num_kv_blocks: 24_000,
+        max_num_seqs: 4096,
+        max_num_batched_tokens: 8192,
+        long_prefill_token_threshold: 0,
+        enable_prefix_caching: false,
+        max_num_queued_reqs: 0,
+        batch_curve: vec![
+            (1, Duration::from_micros(44_700)),
+            (4, Duration::from_micros(94_400)),
+            (16, Duration::from_micros(113_000)),
+            (64, Duration::from_micros(141_000)),
+            (256, Duration::from_micros(485_000)),
+        ],
+        idle_wake: Duration::from_millis(2260),
+        idle_after: Duration::from_secs(1),
     }
 }
 
@@ -100,6 +186,7 @@ pub fn presets() -> Vec<Preset> {
             model: "meta-llama/Llama-3.1-8B-Instruct",
             source: "vllm-facts §6: BF16 on one H100-80GB, vLLM V1 defaults (1024 seqs / 8192 tokens)",
             instant: false,
+            metrics: true,
             default_output_len: 128,
             params: h100_8b(),
         },
@@ -108,6 +195,7 @@ pub fn presets() -> Vec<Preset> {
             model: "meta-llama/Llama-3.1-8B-Instruct",
             source: "vllm-facts §6: BF16 on one A100-40GB, vLLM defaults for non-H100 GPUs (256 / 2048)",
             instant: false,
+            metrics: true,
             default_output_len: 128,
             params: Params {
                 // 7,900 blocks hold 126k tokens: vLLM refuses 131,072 on this card, so the
@@ -128,6 +216,7 @@ pub fn presets() -> Vec<Preset> {
             model: "meta-llama/Llama-2-7b-hf",
             source: "vllm-facts §3.2/§6: the 'Mind the Memory Gap' sweep (H100-64GB, vLLM V0 fork); validation only",
             instant: false,
+            metrics: true,
             default_output_len: 128,
             params: Params {
                 max_model_len: 4096,
@@ -153,6 +242,7 @@ pub fn presets() -> Vec<Preset> {
             model: "Qwen/Qwen2.5-0.5B-Instruct",
             source: "vllm-facts §6: roofline guess for vLLM's CPU backend on 2 cores (uncalibrated)",
             instant: false,
+            metrics: true,
             default_output_len: 128,
             params: Params {
                 max_model_len: 32_768,
@@ -174,10 +264,22 @@ pub fn presets() -> Vec<Preset> {
             },
         },
         Preset {
+            name: "hf-cb-1b-h100",
+            model: "/tmp/m1b",
+            source: "measured: 4 `transformers serve --continuous-batching` instances sharing one H100 \
+                     (1.1B Llama-shaped, bf16; bench/gpu/curve.sh, bench/gpu/results/h100-curve)",
+            instant: false,
+            // transformers serve has no /metrics: clients see the load only in the answers.
+            metrics: false,
+            default_output_len: 128,
+            params: hf_cb_1b_h100(),
+        },
+        Preset {
             name: "instant",
             model: "drover-sim-instant",
             source: "no engine model: answers at once, to measure the dispatcher itself",
             instant: true,
+            metrics: true,
             default_output_len: 16,
             params: Params {
                 max_model_len: 131_072,
@@ -226,10 +328,12 @@ impl StepCosts {
     /// Duration of one step that computes `tokens` tokens for `seqs` sequences whose attention
     /// reads `context` tokens in total, in seconds.
     pub fn step_seconds(&self, tokens: u64, seqs: u64, context: u64) -> f64 {
-        self.t_fixed
-            + self.t_weights.max(tokens as f64 * self.t_flop)
-            + context as f64 * self.t_kv
-            + seqs as f64 * self.t_seq
+        self.t_fixed + self.work_seconds(tokens, context) + seqs as f64 * self.t_seq
+    }
+
+    /// The device's share of a step: weights or GEMMs, and attention's KV reads, in seconds.
+    pub fn work_seconds(&self, tokens: u64, context: u64) -> f64 {
+        self.t_weights.max(tokens as f64 * self.t_flop) + context as f64 * self.t_kv
     }
 }
 

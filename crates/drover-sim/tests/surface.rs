@@ -357,3 +357,27 @@ async fn a_fleet_of_256_instances_serves() {
     }
     fleet.shutdown().await;
 }
+
+/// transformers serve's measured quirk: a lone request after idleness starts late
+/// (`idle_wake`); one that follows closely does not.
+#[tokio::test]
+async fn an_idle_engine_wakes_late_and_a_busy_one_does_not() {
+    let mut config = fast();
+    config.params.idle_wake = Duration::from_millis(400);
+    config.params.idle_after = Duration::from_millis(200);
+    config.time_scale = 1.0;
+    let fleet = fleet(vec![config]).await;
+    let (c, url) = (client(), fleet.urls()[0].clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let timed = |c: reqwest::Client, url: String| async move {
+        let t = Instant::now();
+        let (status, _, body) = post(&c, &url, "/v1/chat/completions", &chat("x", 2)).await;
+        assert_eq!(status, 200, "{body}");
+        t.elapsed()
+    };
+    let after_idle = timed(c.clone(), url.clone()).await;
+    let right_after = timed(c.clone(), url.clone()).await;
+    assert!(after_idle >= Duration::from_millis(400), "{after_idle:?}");
+    assert!(right_after < Duration::from_millis(400), "{right_after:?}");
+    fleet.shutdown().await;
+}

@@ -12,14 +12,15 @@
 //!    the last token), then a prefill chunk within the budget; the first that cannot get its blocks
 //!    stops admission (strict FCFS).
 //! 3. The step lasts `t_fixed + max(W/BW, N·2P/F) + S·kv/BW_kv + B·t_seq` (vllm-facts §3.1), with N
-//!    tokens computed, S context tokens read and B sequences scheduled. A sequence whose tokens are
+//!    tokens computed, S context tokens read and B sequences scheduled (a measured batch curve,
+//!    where a preset has one, stands in for `t_fixed + B·t_seq`). A sequence whose tokens are
 //!    all computed samples one token; it finishes when it has its output length.
 
 use std::collections::{HashMap, VecDeque};
 
 use super::kv::KvCache;
 use super::seq::{NewSeq, Seq, SeqId};
-use crate::params::{Params, StepCosts};
+use crate::params::Params;
 
 /// Every request the engine holds, and its KV cache.
 #[derive(Debug)]
@@ -247,11 +248,7 @@ pub fn step(state: &mut EngineState, params: &Params) -> StepOutcome {
         .iter()
         .map(|&(_, n, before)| u64::from(before + n))
         .sum();
-    out.seconds = StepCosts::of(params).step_seconds(
-        u64::from(out.tokens),
-        u64::from(out.batch),
-        out.context,
-    );
+    out.seconds = params.step_seconds(u64::from(out.tokens), u64::from(out.batch), out.context);
     for &(id, n, _) in &scheduled {
         let seq = state.seqs.get_mut(&id).expect("scheduled request exists");
         seq.computed += n;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::engine::seq::chain_hash;
+use crate::params::StepCosts;
 
 fn params() -> Params {
     Params {
@@ -25,6 +26,9 @@ fn params() -> Params {
         long_prefill_token_threshold: 0,
         enable_prefix_caching: true,
         max_num_queued_reqs: 0,
+        batch_curve: Vec::new(),
+        idle_wake: Duration::ZERO,
+        idle_after: Duration::ZERO,
     }
 }
 
@@ -434,4 +438,33 @@ mod properties {
             prop_assert_eq!(s.used_blocks(), 0);
         }
     }
+}
+
+#[test]
+fn a_batch_curve_replaces_the_per_step_and_per_sequence_terms() {
+    let ms = |x: u64| Duration::from_millis(x);
+    let p = Params {
+        batch_curve: vec![(1, ms(40)), (4, ms(100)), (64, ms(160))],
+        ..params()
+    };
+    let work = |tokens: u64, context: u64| StepCosts::of(&p).work_seconds(tokens, context);
+    // At, between, below and beyond the measured points (beyond: the last segment's slope).
+    for (seqs, curve) in [
+        (1, 0.040),
+        (4, 0.100),
+        (34, 0.130),
+        (64, 0.160),
+        (124, 0.220),
+    ] {
+        let got = p.step_seconds(seqs, seqs, 100);
+        assert!(close(got, curve + work(seqs, 100)), "B={seqs}: {got}");
+    }
+    // Two decoding sequences: the step follows the curve at B = 2 (60 ms), not t_fixed + 2·t_seq.
+    let mut s = EngineState::new(&p);
+    s.add(1, request(16, 4, 1));
+    s.add(2, request(16, 4, 2));
+    step(&mut s, &p);
+    let o = step(&mut s, &p);
+    assert_eq!(o.batch, 2);
+    assert!(close(o.seconds, 0.060 + work(2, 34)), "{}", o.seconds);
 }

@@ -15,7 +15,8 @@ use crate::exit;
 #[derive(Debug, Clone, Args)]
 #[command(
     after_help = "Presets (--preset): llama-3.1-8b-h100 (default), llama-3.1-8b-a100-40gb, \
-    llama-2-7b-h100-64gb, qwen2.5-0.5b-cpu-2core, instant. `drover sim --list-presets` prints their parameters.\n\
+    llama-2-7b-h100-64gb, qwen2.5-0.5b-cpu-2core, hf-cb-1b-h100, instant. `drover sim --list-presets` prints their parameters \
+    (* = the first point of a measured batch curve).\n\
     Per-request faults for tests: header `X-Drover-Sim-Fault: 500|429|hang|garbage|reset|slow`."
 )]
 pub struct SimArgs {
@@ -96,6 +97,16 @@ struct EngineFlags {
     /// Per-sequence cost per step, e.g. `4.4us`.
     #[arg(long, value_parser = parse_duration)]
     t_seq: Option<Duration>,
+    /// Measured step time by batch size, `B:TIME,…` ascending, e.g. `1:45ms,16:113ms,64:141ms`:
+    /// replaces `--t-fixed` + B·`--t-seq` (linear between points).
+    #[arg(long, value_parser = parse_batch_curve)]
+    batch_curve: Option<BatchCurve>,
+    /// Delay before the first step after the engine was idle for `--idle-after`, e.g. `2.3s`.
+    #[arg(long, value_parser = parse_duration)]
+    idle_wake: Option<Duration>,
+    /// How long an engine must be idle before `--idle-wake` applies.
+    #[arg(long, value_parser = parse_duration)]
+    idle_after: Option<Duration>,
     /// HTTP + tokenization overhead before scheduling, e.g. `8ms`.
     #[arg(long, value_parser = parse_duration)]
     api_overhead: Option<Duration>,
@@ -181,6 +192,27 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{e}: write a duration like 250ms, 0.7ms, 4.4us or 10s"))
 }
 
+/// A batch curve (one clap value, so that `Vec` does not mean "repeated flag").
+#[derive(Debug, Clone, PartialEq)]
+struct BatchCurve(Vec<(u32, Duration)>);
+
+/// `1:45ms,16:113ms,64:141ms`.
+fn parse_batch_curve(s: &str) -> Result<BatchCurve, String> {
+    s.split(',')
+        .map(|point| {
+            let (b, t) = point.trim().split_once(':').ok_or_else(|| {
+                format!("{point:?} is not BATCH:TIME: write points like 1:45ms,16:113ms")
+            })?;
+            let b = b
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{b:?} is not a batch size (a whole number of sequences)"))?;
+            Ok((b, parse_duration(t.trim())?))
+        })
+        .collect::<Result<_, String>>()
+        .map(BatchCurve)
+}
+
 fn parse_output_len(s: &str) -> Result<OutputLen, String> {
     s.parse()
 }
@@ -250,7 +282,8 @@ fn plan(args: &SimArgs) -> Result<Plan, String> {
     }
     base.time_scale = args.time_scale;
     base.api_key = args.api_key.clone();
-    base.hide_metrics = args.no_metrics;
+    // A preset of a server without /metrics keeps them hidden.
+    base.hide_metrics |= args.no_metrics;
     if let Some(len) = args.output_len {
         base.output_len = len;
         base.sample_eos = true;
@@ -283,6 +316,10 @@ fn plan(args: &SimArgs) -> Result<Plan, String> {
         flops,
         kv_bytes_per_token
     );
+    set!(idle_wake, idle_after);
+    if let Some(curve) = &e.batch_curve {
+        p.batch_curve.clone_from(&curve.0);
+    }
     if e.no_prefix_caching {
         p.enable_prefix_caching = false;
     }
@@ -376,11 +413,14 @@ fn print_presets() {
             continue;
         }
         let c = drover_sim::StepCosts::of(&p.params);
+        let fixed = match p.params.batch_curve.first() {
+            Some(&(_, t)) => format!("{:.1}ms*", t.as_secs_f64() * 1e3),
+            None => format!("{:.2}ms", c.t_fixed * 1e3),
+        };
         println!(
-            "{:<24} {:<34} {:>7.2}ms {:>7.2}ms {:>7.1}us {:>6.0}ns {:>7} {:>6} {:>6} {:>8}",
+            "{:<24} {:<34} {fixed:>9} {:>7.2}ms {:>7.1}us {:>6.0}ns {:>7} {:>6} {:>6} {:>8}",
             p.name,
             p.model,
-            c.t_fixed * 1e3,
             c.t_weights * 1e3,
             c.t_flop * 1e6,
             c.t_kv * 1e9,
