@@ -14,11 +14,11 @@ SIM_PID=
 trap 'stop_sim; rm -rf "$tmp"' EXIT
 
 start_sim() { # start_sim PORTS_SPEC COUNT → sets SIM_PID and B (the backend list)
-  "$DROVER" sim --ports "$1" --preset instant > "$tmp/sim.out" 2>&1 &
+  "$DROVER" sim --ports "$1" --preset instant > "$tmp/sim-$2.out" 2>&1 &
   SIM_PID=$!
   local n=0
-  for _ in $(seq 300); do n=$(grep -c listening "$tmp/sim.out" || true); [ "$n" -ge "$2" ] && break; sleep 0.1; done
-  B=$(grep -o '127.0.0.1:[0-9]*' "$tmp/sim.out" | paste -sd,)
+  for _ in $(seq 300); do n=$(grep -c listening "$tmp/sim-$2.out" || true); [ "$n" -ge "$2" ] && break; sleep 0.1; done
+  B=$(grep -o '127.0.0.1:[0-9]*' "$tmp/sim-$2.out" | paste -sd,)
 }
 stop_sim() { kill "$SIM_PID" 2>/dev/null || true; wait "$SIM_PID" 2>/dev/null || true; }
 rate() { python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(f\"{s['throughput']['tasks_per_s']:.0f}\")" "$1"; }
@@ -45,6 +45,19 @@ for i in 1 2; do
   echo "drover run, 256 backends, $N tasks: $(rate "$tmp/s.json") tasks/s"
 done
 stop_sim
+
+# drover's own cost per task (its CPU time, not the server's) at the same total concurrency:
+# 1 backend x 1024 in flight against 256 backends x 4, each sim in its own process.
+cost() { # cost BACKENDS MAX_PER_BACKEND LABEL
+  /usr/bin/time -f "%M %U %S" -o "$tmp/t" "$DROVER" run "$tmp/tasks.jsonl" -o "$tmp/out.jsonl" --overwrite \
+    -b "$1" -q --summary "$tmp/s.json" --max-per-backend "$2"
+  read -r kb user sys < "$tmp/t"
+  echo "$3: $(rate "$tmp/s.json") tasks/s, drover CPU $(python3 -c "print(round(($user + $sys) / $N * 1e6, 1))") us/task, peak RSS $((kb / 1024)) MB"
+}
+start_sim 0 1; B1=$B; S1=$SIM_PID
+start_sim "$(python3 -c 'print(",".join(["0"]*256))')" 256; B256=$B
+for i in 1 2; do cost "$B1" 1024 "1 backend x 1024"; cost "$B256" 4 "256 backends x 4"; done
+stop_sim; kill "$S1" 2>/dev/null; wait "$S1" 2>/dev/null || true
 
 start_sim 0 1
 for n in 100000 1000000; do

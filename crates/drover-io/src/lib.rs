@@ -4,7 +4,7 @@
 //! - [`parse`] + [`template`]: one input line → one [`Task`](drover_types::Task) (or the reason it
 //!   is not one), for each accepted input shape.
 //! - [`reader`]: the streaming task source: line numbers, duplicate custom_ids, resume skips,
-//!   shard filter.
+//!   shard filter; `seen` keeps the ids read so far compactly.
 //! - [`writer`]: the output file, appended as results arrive, synced periodically.
 //! - [`resume`]: reading an existing output back: torn-line repair and the done-set.
 #![forbid(unsafe_code)]
@@ -13,6 +13,7 @@ pub mod lines;
 pub mod parse;
 pub mod reader;
 pub mod resume;
+mod seen;
 pub mod shard;
 pub mod template;
 pub mod writer;

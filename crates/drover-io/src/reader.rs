@@ -1,8 +1,7 @@
 //! The streaming task source: input lines in, tasks (or records for bad lines) out, one at a
-//! time. Memory does not grow with the input except for the duplicate-id map (16 bytes a task).
+//! time. Memory does not grow with the input except for the set of ids seen, for duplicates
+//! (12 bytes a task, see `seen.rs`).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, BufRead, Read};
 use std::path::Path;
 
@@ -11,6 +10,7 @@ use drover_types::{ErrorCode, Task, id_hash};
 use crate::lines::{Line, LineReader};
 use crate::parse::{ParseConfig, line_id, parse_line};
 use crate::resume::DoneSet;
+use crate::seen::SeenIds;
 use crate::shard::Shard;
 
 /// What one input line became.
@@ -50,24 +50,6 @@ pub struct ReadStats {
     pub other_shard: u64,
 }
 
-/// Digests are already uniformly distributed: hashing them again is wasted work.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 /// Reads tasks from JSONL.
 pub struct TaskReader<R> {
     lines: LineReader<R>,
@@ -75,7 +57,7 @@ pub struct TaskReader<R> {
     cfg: ParseConfig,
     done: DoneSet,
     shard: Option<Shard>,
-    seen: HashMap<u64, u64, BuildHasherDefault<PassThrough>>,
+    seen: SeenIds,
     stats: ReadStats,
 }
 
@@ -94,7 +76,7 @@ impl<R: BufRead> TaskReader<R> {
             cfg,
             done,
             shard,
-            seen: HashMap::default(),
+            seen: SeenIds::default(),
             stats: ReadStats::default(),
         }
     }
@@ -154,8 +136,7 @@ impl<R: BufRead> TaskReader<R> {
             self.stats.other_shard += 1;
             return None;
         }
-        let first = *self.seen.entry(h).or_insert(task.line);
-        if first != task.line {
+        if let Some(first) = self.seen.first_or_insert(h, task.line) {
             let msg = format!(
                 "line {}: duplicate custom_id {:?}, first seen on line {first}",
                 task.line, task.custom_id

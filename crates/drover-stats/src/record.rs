@@ -91,6 +91,12 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
 }
 
+/// A backend's histograms: 2 significant digits (1 %) are plenty for its percentiles, and at 3
+/// two of them took 376 KB a backend (96 MB over 256 backends); at 2, about 53 KB.
+fn backend_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds")
+}
+
 impl BackendStats {
     fn new(label: String) -> Self {
         BackendStats {
@@ -101,8 +107,8 @@ impl BackendStats {
             errors: BTreeMap::new(),
             prompt_tokens: 0,
             completion_tokens: 0,
-            latency_us: histogram(),
-            ttft_us: histogram(),
+            latency_us: backend_histogram(),
+            ttft_us: backend_histogram(),
             hedge_wins: 0,
             ejections: 0,
             last_limit: None,
