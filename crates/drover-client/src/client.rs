@@ -1,7 +1,7 @@
 //! One attempt of one request, and the classification of everything that can go wrong with it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -66,23 +66,43 @@ pub struct Progress {
 /// Counts a streamed request as awaiting its first token until it gets one or ends.
 struct Awaiting<'a> {
     progress: Option<&'a Progress>,
+    /// Set at the first streamed piece, for the deadline.
+    started: &'a AtomicBool,
+    streamed: bool,
 }
 
 impl<'a> Awaiting<'a> {
-    fn start(progress: Option<&'a Progress>, streamed: bool) -> Awaiting<'a> {
+    fn start(
+        progress: Option<&'a Progress>,
+        streamed: bool,
+        started: &'a AtomicBool,
+    ) -> Awaiting<'a> {
         let progress = progress.filter(|_| streamed);
         if let Some(p) = progress {
             p.awaiting_first.fetch_add(1, Ordering::Relaxed);
         }
-        Awaiting { progress }
+        Awaiting {
+            progress,
+            started,
+            streamed,
+        }
     }
 
     fn first_token(&mut self) {
+        if self.streamed {
+            self.started.store(true, Ordering::Relaxed);
+        }
         if let Some(p) = self.progress.take() {
             p.awaiting_first.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
+
+/// A streamed answer still producing tokens at the deadline runs on, up to this many deadlines
+/// in all: a slow engine with a full batch (one token a second per request is normal for
+/// transformers' continuous batching at 500 in flight) would otherwise have every request
+/// cut and resent from the start, forever. Silence longer than the idle timeout still ends it.
+const STREAMING_DEADLINES: u32 = 10;
 
 impl Drop for Awaiting<'_> {
     fn drop(&mut self) {
@@ -95,7 +115,8 @@ impl Drop for Awaiting<'_> {
 pub struct SendOptions<'a> {
     /// The attempt's id, sent as `X-Request-Id`.
     pub request_id: &'a str,
-    /// Whole-attempt deadline.
+    /// Whole-attempt deadline; a streamed answer that has started runs on past it (up to 10×)
+    /// while chunks keep coming within `idle_timeout`.
     pub timeout: Duration,
     /// Stream the answer (and reassemble it).
     pub stream: bool,
@@ -219,7 +240,8 @@ impl Client {
     ) -> Result<Answer, AttemptError> {
         let stream = opts.stream && endpoint.generates();
         let tokens = progress.map(|p| &p.tokens);
-        let mut awaiting = Awaiting::start(progress, stream);
+        let started = AtomicBool::new(false);
+        let mut awaiting = Awaiting::start(progress, stream, &started);
         let payload = if stream {
             with_stream_fields(body)
         } else {
@@ -279,11 +301,25 @@ impl Client {
                 })
             }
         };
-        match tokio::time::timeout(opts.timeout, work).await {
+        let mut work = std::pin::pin!(work);
+        if let Ok(r) = tokio::time::timeout(opts.timeout, work.as_mut()).await {
+            return r;
+        }
+        if !started.load(Ordering::Relaxed) {
+            return Err(AttemptError::new(
+                Failure::Timeout,
+                format!("no complete answer within {}", humanize(opts.timeout)),
+            ));
+        }
+        let rest = opts.timeout * (STREAMING_DEADLINES - 1);
+        match tokio::time::timeout(rest, work).await {
             Ok(r) => r,
             Err(_) => Err(AttemptError::new(
                 Failure::Timeout,
-                format!("no complete answer within {}", humanize(opts.timeout)),
+                format!(
+                    "still streaming after {} ({STREAMING_DEADLINES} × the attempt deadline)",
+                    humanize(opts.timeout * STREAMING_DEADLINES)
+                ),
             )),
         }
     }

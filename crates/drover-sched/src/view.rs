@@ -150,6 +150,9 @@ pub struct BackendStatus {
     pub engine: Option<&'static str>,
     /// Last measured token rate (controller), tokens/s.
     pub tokens_per_s: Option<f64>,
+    /// Generated tokens drover has seen from it so far, counted as streamed pieces arrive
+    /// (including those of attempts still running or abandoned), else at completion.
+    pub tokens_seen: u64,
     /// Server-side running / waiting / KV use from the last scrape.
     pub server_running: Option<f64>,
     /// Server-side queue.

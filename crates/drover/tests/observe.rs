@@ -645,3 +645,45 @@ fn bad_observation_flags_fail_before_anything_is_sent() {
     assert!(stderr(&o).contains("cannot listen"), "{}", stderr(&o));
     assert_eq!(record.requests(), 0, "nothing was sent");
 }
+
+/// A mode stopped at the budget before its first answers ended is rated on the tokens that
+/// streamed in, not zero (a slow engine with a full batch: one wave outlasts the budget).
+#[test]
+fn bench_rates_a_budget_stopped_mode_on_streamed_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let o = run_for(
+        drover()
+            .args([
+                "bench",
+                "--sim",
+                "1",
+                "--preset",
+                "hf-cb-1b-h100",
+                "--time-scale",
+                "0.1",
+                "--tasks",
+                "8",
+                "--max-tokens",
+                "4000",
+                "--modes",
+                "concurrent",
+                "--workers",
+                "8",
+                "--budget",
+                "3s",
+                "--json",
+            ])
+            .arg(&json),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let run = &v["runs"][0];
+    assert_eq!(run["partial"], true, "{run}");
+    assert_eq!(run["tasks_done"], 0, "{run}");
+    let rate = run["output_tokens_per_s"].as_f64().unwrap();
+    // 8 sequences, a step of at most 10 ms (99 ms at B = 8, time scale 0.1): ≤ 800 tok/s.
+    assert!(rate > 0.0 && rate <= 810.0, "{run}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("every token received"));
+}

@@ -467,6 +467,37 @@ fn stalled_backend_is_quarantined() {
     assert_exactly_once(&read_output(&out), 2500);
 }
 
+/// A slow engine with a full batch streams a token a second per request: answers that keep
+/// producing tokens run past the attempt deadline instead of being cut and resent forever.
+#[test]
+fn a_stream_still_producing_tokens_outlives_the_deadline() {
+    let mut config = SimConfig::preset("llama-3.1-8b-h100").unwrap();
+    config.hide_metrics = true; // so drover streams, as to transformers serve
+    config.params.batch_curve = vec![(1, Duration::from_millis(150))];
+    let fleet = SimFleet::start(1, config);
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_lines(dir.path(), "t.jsonl", &tasks(4, 16));
+    let out = dir.path().join("out.jsonl");
+    let o = run_for(
+        drover().arg("run").arg(&input).args([
+            "-o",
+            out.to_str().unwrap(),
+            "-b",
+            &fleet.backends(),
+            "--timeout",
+            "1s",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let lines = read_output(&out);
+    assert_exactly_once(&lines, 4);
+    for l in &lines {
+        assert_eq!(l["drover"]["attempts"], 1, "{l}");
+        assert!(l["drover"]["latency_ms"].as_u64().unwrap() > 2000, "{l}");
+    }
+}
+
 /// --resume repairs a torn last line, skips answered tasks, and --retry-failed retries failures.
 #[test]
 fn resume_repairs_torn_output_and_retries_failed() {

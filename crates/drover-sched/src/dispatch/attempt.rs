@@ -2,6 +2,7 @@
 //! Each reports back over a channel; nothing here touches the loop's state.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -152,23 +153,29 @@ pub(crate) async fn probe(
         .is_ok()
 }
 
-/// Scrapes a backend's metrics every `every` until the loop stops listening.
+/// Scrapes per second over the whole fleet, at most: past 100 backends the interval grows with
+/// the fleet, so the dispatcher's scraping cost per task does not grow with its size.
+const FLEET_SCRAPES_PER_S: f64 = 1000.0;
+
+/// Scrapes a backend's metrics every `every` (longer in a large fleet: `fleet` backends share
+/// [`FLEET_SCRAPES_PER_S`]) until the loop stops listening.
 pub(crate) async fn scrape_loop(
     client: Client,
     addr: Arc<BackendAddr>,
     backend: usize,
     every: Duration,
+    fleet: Arc<AtomicUsize>,
     tx: mpsc::UnboundedSender<(usize, Instant, LoadSignals)>,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        let n = fleet.load(Ordering::Relaxed) as f64;
+        let period = every.max(Duration::from_secs_f64(n / FLEET_SCRAPES_PER_S));
+        tokio::time::sleep(period).await;
         if tx.is_closed() {
             return;
         }
         if let Ok(Some(s)) = client
-            .scrape(&addr, every.max(Duration::from_millis(500)) * 4)
+            .scrape(&addr, period.max(Duration::from_millis(500)) * 4)
             .await
         {
             if tx.send((backend, Instant::now(), s)).is_err() {

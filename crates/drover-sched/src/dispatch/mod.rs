@@ -28,7 +28,7 @@ use crate::breaker::Breaker;
 use crate::check::AnswerCheck;
 use crate::config::{DispatchConfig, Mode, StreamPolicy};
 use crate::limit::{AdaptiveLimit, Limit, ServerView};
-use crate::pick::{AvailSet, p2c, round_robin};
+use crate::pick::{AvailSet, WorkShares, p2c, round_robin};
 use crate::view::{
     BackendSpec, BackendState, BackendStatus, DispatchEvent, Finished, FleetSnapshot,
 };
@@ -178,34 +178,44 @@ impl std::hash::Hasher for IdHasher {
 type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// Fresh tasks waiting for a backend: input order (seed modes) or longest first (adaptive).
+///
+/// Longest first is within windows of `window` consecutive tasks (the read-ahead), earlier
+/// windows first: across the whole queue, long tasks read later would keep jumping ahead of
+/// short ones read earlier, which then wait until the input ends (measured: 1,900 short tasks
+/// held for 150 s behind 2k-token prompts).
 enum Queue {
     Fifo(VecDeque<u64>),
-    Longest(BinaryHeap<(u64, Reverse<u64>)>),
+    Longest {
+        heap: BinaryHeap<(Reverse<u64>, u64, Reverse<u64>)>,
+        window: u64,
+    },
 }
 
 impl Queue {
     fn push(&mut self, id: u64, cost: u64) {
         match self {
             Queue::Fifo(q) => q.push_back(id),
-            Queue::Longest(h) => h.push((cost, Reverse(id))),
+            Queue::Longest { heap, window } => {
+                heap.push((Reverse(id / *window), cost, Reverse(id)))
+            }
         }
     }
     fn pop(&mut self) -> Option<u64> {
         match self {
             Queue::Fifo(q) => q.pop_front(),
-            Queue::Longest(h) => h.pop().map(|(_, Reverse(id))| id),
+            Queue::Longest { heap, .. } => heap.pop().map(|(_, _, Reverse(id))| id),
         }
     }
     fn len(&self) -> usize {
         match self {
             Queue::Fifo(q) => q.len(),
-            Queue::Longest(h) => h.len(),
+            Queue::Longest { heap, .. } => heap.len(),
         }
     }
     fn drain_ids(&mut self) -> Vec<u64> {
         match self {
             Queue::Fifo(q) => q.drain(..).collect(),
-            Queue::Longest(h) => h.drain().map(|(_, Reverse(id))| id).collect(),
+            Queue::Longest { heap, .. } => heap.drain().map(|(_, _, Reverse(id))| id).collect(),
         }
     }
 }
@@ -239,6 +249,8 @@ pub struct Dispatcher {
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
     scrape_tx: mpsc::UnboundedSender<(usize, Instant, LoadSignals)>,
+    /// Backends with a scraper, shared with the scrapers to spread their rate.
+    scraped: Arc<std::sync::atomic::AtomicUsize>,
     scrape_rx: mpsc::UnboundedReceiver<(usize, Instant, LoadSignals)>,
     probe_tx: mpsc::UnboundedSender<(usize, bool)>,
     probe_rx: mpsc::UnboundedReceiver<(usize, bool)>,
@@ -257,7 +269,10 @@ impl Dispatcher {
         let (scrape_tx, scrape_rx) = mpsc::unbounded_channel();
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
         let queue = match cfg.mode {
-            Mode::Adaptive => Queue::Longest(BinaryHeap::new()),
+            Mode::Adaptive => Queue::Longest {
+                heap: BinaryHeap::new(),
+                window: cfg.lookahead.max(1) as u64,
+            },
             _ => Queue::Fifo(VecDeque::new()),
         };
         let mut d = Dispatcher {
@@ -288,6 +303,7 @@ impl Dispatcher {
             done_tx,
             done_rx,
             scrape_tx,
+            scraped: Arc::default(),
             scrape_rx,
             probe_tx,
             probe_rx,
@@ -328,11 +344,14 @@ impl Dispatcher {
         });
         let addr = Arc::new(spec.addr);
         let scraper = has_metrics.then(|| {
+            self.scraped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::spawn(attempt::scrape_loop(
                 self.client.clone(),
                 addr.clone(),
                 id,
                 self.cfg.scrape_interval,
+                self.scraped.clone(),
                 self.scrape_tx.clone(),
             ))
             .abort_handle()
@@ -524,6 +543,9 @@ impl Dispatcher {
     fn pick(&mut self, avoid: Option<usize>) -> Option<usize> {
         match self.cfg.mode {
             Mode::Adaptive => {
+                if let Some(shares) = self.work_shares() {
+                    return self.pick_within_shares(shares, avoid);
+                }
                 let backends = &self.backends;
                 p2c(&self.avail, &mut self.rng, avoid, |b| {
                     let be = &backends[b];
@@ -532,6 +554,59 @@ impl Dispatcher {
             }
             _ => round_robin(&self.avail, &mut self.rr_cursor, avoid),
         }
+    }
+
+    /// The backend's measured throughput, for sharing the end of the input.
+    fn rate(&self, b: usize) -> Option<f64> {
+        match &self.backends[b].limit {
+            Limit::Adaptive(a) => a.last_rate().filter(|r| *r > 0.0),
+            _ => None,
+        }
+    }
+
+    /// Once the whole input is read, the work left is shared by throughput ([`WorkShares`]);
+    /// `None` before, or while a backend taking work has no measured rate yet.
+    fn work_shares(&self) -> Option<WorkShares> {
+        if !self.input_closed {
+            return None;
+        }
+        let mut total_rate = 0.0;
+        let mut takers = 0;
+        for (b, be) in self.backends.iter().enumerate() {
+            if be.takes_work() {
+                total_rate += self.rate(b)?;
+                takers += 1;
+            }
+        }
+        (takers > 1).then_some(WorkShares {
+            work_left: self.tasks.len(),
+            total_rate,
+        })
+    }
+
+    /// The least loaded backend with room that is below its share; else an idle one; else none
+    /// (the task waits for a backend below its share to free a slot or raise its limit).
+    fn pick_within_shares(&self, shares: WorkShares, avoid: Option<usize>) -> Option<usize> {
+        let load = |b: usize| {
+            let be = &self.backends[b];
+            (be.in_flight as f64 + 1.0) / be.limit.get().max(1) as f64
+        };
+        let best = |ok: &dyn Fn(usize) -> bool| {
+            (0..self.backends.len())
+                .filter(|&b| self.avail.contains(b) && ok(b))
+                .min_by(|&a, &b| {
+                    let score = |x| {
+                        if Some(x) == avoid {
+                            f64::INFINITY
+                        } else {
+                            load(x)
+                        }
+                    };
+                    score(a).total_cmp(&score(b))
+                })
+        };
+        best(&|b| shares.admits(self.backends[b].in_flight, self.rate(b).unwrap_or(0.0)))
+            .or_else(|| best(&|b| self.backends[b].in_flight == 0))
     }
 
     fn launch(&mut self, task_id: u64, b: usize, hedge: bool) {
@@ -700,6 +775,7 @@ impl Dispatcher {
                     Limit::Adaptive(a) => a.last_rate(),
                     _ => None,
                 },
+                tokens_seen: b.shared.tokens.load(std::sync::atomic::Ordering::Relaxed),
                 server_running: b.server.as_ref().and_then(|s| s.running),
                 server_waiting: b.server.as_ref().and_then(|s| s.waiting),
                 server_kv: b.server.as_ref().and_then(|s| s.kv_usage),
@@ -736,4 +812,32 @@ async fn sleep_until_opt(t: Option<Instant>) {
 /// Duration as seconds, for EWMAs.
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_first_within_windows_and_no_starvation_across_them() {
+        let mut q = Queue::Longest {
+            heap: BinaryHeap::new(),
+            window: 4,
+        };
+        // Window 0: short tasks (cost 10) and one long; window 1: all long (cost 100).
+        for (id, cost) in [
+            (0, 10),
+            (1, 10),
+            (2, 100),
+            (3, 10),
+            (4, 100),
+            (5, 100),
+            (6, 100),
+        ] {
+            q.push(id, cost);
+        }
+        let order: Vec<u64> = std::iter::from_fn(|| q.pop()).collect();
+        // The long task of window 0 first, then its short ones in input order, then window 1.
+        assert_eq!(order, [2, 0, 1, 3, 4, 5, 6]);
+    }
 }

@@ -145,6 +145,8 @@ struct Trial {
     measured: usize,
     /// Epochs to average before judging.
     needed: usize,
+    /// The change is kept when the mean rate since is at least this share of `base_rate`.
+    keep_at: f64,
 }
 
 /// The server's queue has been non-empty since `since`, with `running` at most `running_max`.
@@ -177,8 +179,14 @@ pub struct AdaptiveLimit {
     scrape_period: Option<f64>,
     last_scrape: Option<Instant>,
     queue: Option<QueueWatch>,
+    /// Since when the server has held less than half of what drover has in flight.
+    unheld_since: Option<Instant>,
+    /// No trim before this (after a trim that cost throughput).
+    trim_after: Option<Instant>,
     sized_from_kv: bool,
     last_rate: Option<f64>,
+    /// Startup: the last epoch fell short after a jump and is being judged once more.
+    rechecking: bool,
 }
 
 /// How long the server's queue must stay non-empty, with `running` not growing, before it
@@ -189,6 +197,13 @@ const QUEUE_PERSISTS: Duration = Duration::from_secs(2);
 /// continuous batching on a busy GPU) can take several seconds to prefill a burst of prompts
 /// and send their first tokens (TTFT p99 of 6 s measured on an H200).
 const CLIENT_QUEUE_PERSISTS: Duration = Duration::from_secs(15);
+
+/// How long the server must hold less than half of drover's requests before the limit is
+/// trimmed to what it holds.
+const UNHELD_PERSISTS: Duration = Duration::from_secs(2);
+
+/// After a trim that cost throughput, how long before trimming again.
+const TRIM_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Longest wait, after a change, for the server to run what was sent before measuring anyway.
 const MAX_SETTLE: Duration = Duration::from_secs(10);
@@ -211,8 +226,11 @@ impl AdaptiveLimit {
             scrape_period: None,
             last_scrape: None,
             queue: None,
+            unheld_since: None,
+            trim_after: None,
             sized_from_kv: false,
             last_rate: None,
+            rechecking: false,
         }
     }
 
@@ -437,6 +455,7 @@ impl AdaptiveLimit {
         } else {
             self.queue = None;
         }
+        self.trim_unheld(s, at, in_flight, obs.now);
         if let Some(kv) = s.kv_usage {
             if kv > self.cfg.kv_ceiling && in_flight > 0.0 {
                 self.cut(
@@ -446,6 +465,46 @@ impl AdaptiveLimit {
                 );
             }
         }
+    }
+
+    /// Requests drover counts in flight that the server neither runs nor queues are on the wire
+    /// or finished and waiting for drover to read them: the client, not the server, is the
+    /// bottleneck (a fast server, a busy dispatcher), and each costs a connection's memory for
+    /// nothing. When the server holds less than half of them for a while, the limit is trimmed
+    /// to twice what it holds, as a trial that is undone if throughput falls by 5 %.
+    fn trim_unheld(&mut self, s: &ServerView, at: Instant, in_flight: f64, now: Instant) {
+        let (Some(running), Some(waiting), false) = (s.running, s.waiting, s.from_client) else {
+            return;
+        };
+        let held = running + waiting;
+        let floor = self.cfg.initial as f64;
+        let unheld =
+            in_flight >= 0.9 * self.limit && in_flight > 2.0 * floor && held < 0.5 * in_flight;
+        if !unheld || self.trial.is_some() || self.trim_after.is_some_and(|t| now < t) {
+            self.unheld_since = None;
+            return;
+        }
+        let since = *self.unheld_since.get_or_insert(at);
+        if at.saturating_duration_since(since) < UNHELD_PERSISTS {
+            return;
+        }
+        self.unheld_since = None;
+        // Only as a trial against a measured rate: without one, nothing could undo it.
+        let Some(rate) = self.last_rate else { return };
+        self.trial = Some(Trial {
+            base_limit: self.limit,
+            base_rate: rate,
+            rates: [0.0; 2],
+            measured: 0,
+            needed: 2,
+            keep_at: 0.95,
+        });
+        self.set(
+            (2.0 * held).max(floor),
+            now,
+            "the server holds less than half of what is in flight",
+        );
+        self.phase = Phase::Steady;
     }
 
     /// How much the limit could grow before the KV cache reaches its ceiling, judged from the
@@ -484,12 +543,12 @@ impl AdaptiveLimit {
                 return;
             }
             let mean = trial.rates[..trial.needed].iter().sum::<f64>() / trial.needed as f64;
-            let need = if guarded {
-                1.0 - 0.10
-            } else {
-                1.0 + self.cfg.probe_gain
-            };
-            if mean < trial.base_rate * need {
+            if mean < trial.base_rate * trial.keep_at {
+                if trial.base_limit > self.limit {
+                    // A trim that cost throughput: what drover holds is not idle (a server
+                    // behind a balancer whose metrics show one replica). Don't trim again soon.
+                    self.trim_after = Some(obs.now + TRIM_BACKOFF);
+                }
                 self.set(trial.base_limit, obs.now, "change did not pay");
                 self.cooldown = 2;
             }
@@ -506,15 +565,26 @@ impl AdaptiveLimit {
                 } else {
                     self.cfg.growth_gain
                 };
+                let from_client = obs.server.is_some_and(|s| s.from_client);
                 match self.prev {
                     Some((prev_limit, prev_rate)) if rate < prev_rate * (1.0 + need) => {
                         if rate < prev_rate * 0.90 {
+                            // On a slow engine seen only from the client, the epoch after a jump
+                            // can be mostly the prefill of the new prompts (a few tokens per
+                            // second-long step): judge once more before undoing the jump, which
+                            // would leave the tasks not yet sent waiting for a whole wave.
+                            if from_client && !self.rechecking {
+                                self.rechecking = true;
+                                return;
+                            }
                             // Throughput fell: the doubling overshot.
                             self.set(prev_limit, obs.now, "doubling overshot");
                         }
+                        self.rechecking = false;
                         self.phase = Phase::Steady;
                     }
                     prev => {
+                        self.rechecking = false;
                         let step = match prev {
                             Some(p) => startup_step(p, (self.limit, rate)),
                             None => 2.0,
@@ -552,6 +622,7 @@ impl AdaptiveLimit {
                         rates: [0.0; 2],
                         measured: 0,
                         needed: 1,
+                        keep_at: 0.90,
                     });
                     self.set(target, obs.now, "filling towards the KV ceiling");
                 }
@@ -569,6 +640,7 @@ impl AdaptiveLimit {
                         rates: [0.0; 2],
                         measured: 0,
                         needed: 2,
+                        keep_at: 1.0 + self.cfg.probe_gain,
                     });
                     self.set(target, obs.now, "probing up");
                 }
@@ -627,6 +699,9 @@ mod tests {
         slots: f64,
         tokens: f64,
         metrics: bool,
+        /// Share of what runs that the server's gauges show (1 = all; less = requests on the
+        /// wire, or a balancer's metrics of one replica).
+        held: f64,
     }
 
     impl Model {
@@ -648,8 +723,8 @@ mod tests {
             if m.metrics && i % 2 == 0 {
                 view = ServerView {
                     at: Some(now),
-                    running: Some(inf.min(m.slots)),
-                    waiting: Some((inf - m.slots).max(0.0)),
+                    running: Some(inf.min(m.slots) * m.held),
+                    waiting: Some((inf - m.slots).max(0.0) * m.held),
                     kv_usage: Some(0.2),
                     generation_tokens: Some(m.tokens),
                     kv_capacity_tokens: None,
@@ -678,6 +753,7 @@ mod tests {
             slots: 4096.0,
             tokens: 0.0,
             metrics: false,
+            held: 1.0,
         };
         run(&mut c, &mut m, Instant::now(), 30.0);
         let l = c.limit() as f64;
@@ -698,6 +774,7 @@ mod tests {
             slots: 48.0,
             tokens: 0.0,
             metrics: true,
+            held: 1.0,
         };
         run(&mut c, &mut m, Instant::now(), 30.0);
         let l = c.limit();
@@ -705,6 +782,58 @@ mod tests {
             (44..=60).contains(&l),
             "limit {l} should sit at the 48 slots"
         );
+    }
+
+    #[test]
+    fn a_server_that_holds_nothing_gets_a_trimmed_limit() {
+        // An answer-at-once server and a busy dispatcher: the server runs nothing for long, the
+        // requests drover counts in flight wait on the wire or in drover, and more of them only
+        // cost memory. The KV-sized start (1024) is trimmed to the floor and stays there.
+        let mut c = AdaptiveLimit::new(AdaptiveConfig {
+            initial: 1024,
+            ..AdaptiveConfig::default()
+        });
+        let mut m = Model {
+            x_max: 50_000.0,
+            knee: 0.01,
+            slots: 1e9,
+            tokens: 0.0,
+            metrics: true,
+            held: 0.0,
+        };
+        run(&mut c, &mut m, Instant::now(), 30.0);
+        assert_eq!(c.limit(), 1024, "nothing to trim towards below the floor");
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        c.set(1024.0, Instant::now(), "test");
+        c.phase = Phase::Steady;
+        run(&mut c, &mut m, Instant::now(), 30.0);
+        assert_eq!(c.limit(), 16);
+    }
+
+    #[test]
+    fn a_trim_that_costs_throughput_is_undone_and_not_retried_soon() {
+        // Metrics of one replica behind a balancer: the server shows a quarter of what runs,
+        // and the throughput does depend on all of it.
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        let start = Instant::now();
+        c.set(512.0, start, "test");
+        c.phase = Phase::Steady;
+        let mut m = Model {
+            x_max: 10_000.0,
+            knee: 256.0,
+            slots: 4096.0,
+            tokens: 0.0,
+            metrics: true,
+            held: 0.25,
+        };
+        let (mut now, mut trims, mut last) = (start, 0, c.limit());
+        for _ in 0..500 {
+            now = run(&mut c, &mut m, now, 0.1);
+            trims += usize::from(c.limit() < last);
+            last = c.limit();
+        }
+        assert_eq!(trims, 1, "tried once in 50 s");
+        assert!(c.limit() >= 512, "and undone: limit {}", c.limit());
     }
 
     #[test]
@@ -720,6 +849,7 @@ mod tests {
             slots: 4.0,
             tokens: 0.0,
             metrics: false,
+            held: 1.0,
         };
         run(&mut c, &mut m, Instant::now(), 30.0);
         assert!(c.limit() <= 16, "limit {}", c.limit());

@@ -503,9 +503,16 @@ async fn run_point(
     watchdog.abort();
     let wall = started.elapsed().as_secs_f64();
     let stats = &result.stats;
-    let final_limits = {
-        let snap = handles.snapshot.lock().expect("snapshot").clone();
-        snap.backends.iter().map(|b| b.limit).collect()
+    let snap = handles.snapshot.lock().expect("snapshot").clone();
+    let final_limits = snap.backends.iter().map(|b| b.limit).collect();
+    // A run stopped at the budget is rated on every token the engines produced in it, those of
+    // the answers still streaming included: counting finished answers only would rate a slow
+    // mode whose first wave had not ended at zero.
+    let seen: u64 = snap.backends.iter().map(|b| b.tokens_seen).sum();
+    let tokens = if result.interrupted {
+        stats.completion_tokens.max(seen)
+    } else {
+        stats.completion_tokens
     };
     let row = Row {
         mode: mode.name().to_string(),
@@ -518,7 +525,7 @@ async fn run_point(
         partial: result.interrupted,
         wall_s: wall,
         tasks_per_s: stats.done() as f64 / wall,
-        output_tokens_per_s: stats.completion_tokens as f64 / wall,
+        output_tokens_per_s: tokens as f64 / wall,
         failed: stats.failed,
         mean_latency_s: (!stats.latency_us.is_empty()).then(|| stats.latency_us.mean() / 1e6),
     };
@@ -570,7 +577,7 @@ pub fn table(rows: &[Row]) -> String {
         ));
     }
     if rows.iter().any(|r| r.partial) {
-        s.push_str("* stopped at --budget; rates are over the tasks it finished\n");
+        s.push_str("* stopped at --budget; tasks/s counts finished tasks, out tok/s every token received (streamed answers still running included)\n");
     }
     s
 }
