@@ -8,6 +8,12 @@ each half. Method, on fresh `drover sim` fleets (4 x llama-3.1-8b-h100, real tim
   * adaptive: the whole job in one `drover run`; each half's throughput is measured the same
     way over that half's own tasks (first send .. last finish of that half). The windows
     overlap at the change (read-ahead), which counts against adaptive, not for it.
+  * per phase (the target's measure): output tokens are spread evenly over each task's
+    send .. finish, and counted inside a window. Phase 1 of the adaptive run is from its first
+    send to the first send of a second-half task (only short tasks in flight, the ramp-up
+    included); phase 2 is from the last first-half finish to the last send (only 2k-token
+    tasks in flight, before the tail). Each fixed baseline runs one half alone and is rated over
+    its steady part, first finish .. last send (no ramp-up, no tail): that favours the baselines.
 Usage: bench/sched/mixed_halves.py [--half N] [--sweep 64,256,1024] [--drover target/release/drover]
 """
 import argparse, json, os, random, subprocess, sys, tempfile
@@ -29,9 +35,11 @@ rng = random.Random(7)
 tmp = tempfile.mkdtemp(prefix="drover-mixed-")
 
 def prompt(tokens, tag):
-    words = [tag]
-    while sum(len(w) + 1 for w in words) < tokens * 4:
-        words.append(rng.choice(WORDS))
+    words, length = [tag], len(tag)
+    while length < tokens * 4:
+        w = rng.choice(WORDS)
+        words.append(w)
+        length += len(w) + 1
     return " ".join(words)[: tokens * 4]
 
 def write(path, specs):
@@ -73,6 +81,22 @@ def rate(rows, prefix):
     start = min(r[1] for r in sel); end = max(r[2] for r in sel)
     return sum(r[3] for r in sel) / ((end - start) / 1000.0)
 
+def tokens_in(rows, lo, hi):
+    """Output tokens produced in [lo, hi] (ms), each task's spread evenly over send .. finish."""
+    total = 0.0
+    for _, start, end, tokens in rows:
+        overlap = min(hi, end) - max(lo, start)
+        if overlap > 0:
+            total += tokens * overlap / max(end - start, 1e-9)
+    return total
+
+def phase_rate(rows, lo, hi):
+    return tokens_in(rows, lo, hi) / ((hi - lo) / 1000.0) if hi > lo else float("nan")
+
+def steady(rows):
+    """Rate over first finish .. last send: the pipeline full, no ramp-up, no tail."""
+    return phase_rate(rows, min(r[2] for r in rows), max(r[1] for r in rows))
+
 def makespan(rows):
     """Seconds from the first send to the last finish."""
     return (max(r[2] for r in rows) - min(r[1] for r in rows)) / 1000.0
@@ -84,6 +108,7 @@ for n in [int(x) for x in a.sweep.split(",")]:
         r = rate(rows, prefix)
         results["fixed"].setdefault(half, {})[n] = r
         results.setdefault("fixed_makespan", {}).setdefault(half, {})[n] = makespan(rows)
+        results.setdefault("fixed_steady", {}).setdefault(half, {})[n] = steady(rows)
         print(f"fixed {n:>5} {half}: {r:8.0f} out tok/s, {makespan(rows):.1f} s", flush=True)
 rows = run(paths["all"], [])
 # The whole job against the best fixed setting of each half run back to back: the comparison
@@ -97,5 +122,16 @@ for half, prefix in (("h1", "a"), ("h2", "b")):
     best_n, best = max(results["fixed"][half].items(), key=lambda kv: kv[1])
     results["adaptive"][half] = {"rate": r, "best_fixed": best, "best_n": best_n, "ratio": r / best}
     print(f"adaptive {half}: {r:8.0f} out tok/s = {100*r/best:.1f}% of the best fixed ({best:.0f} at N={best_n})", flush=True)
+# Per phase: only short tasks in flight, then only 2k-token tasks in flight.
+a_rows = [r for r in rows if r[0].startswith("a")]; b_rows = [r for r in rows if r[0].startswith("b")]
+phases = {"h1": (min(r[1] for r in rows), min(r[1] for r in b_rows)),
+          "h2": (max(r[2] for r in a_rows), max(r[1] for r in rows))}
+for half, (lo, hi) in phases.items():
+    r = phase_rate(rows, lo, hi)
+    best_n, best = max(results["fixed_steady"][half].items(), key=lambda kv: kv[1])
+    results["adaptive"][f"{half}_phase"] = {"window_s": (hi - lo) / 1000.0, "rate": r, "best_fixed_steady": best,
+                                            "best_n": best_n, "ratio": r / best}
+    print(f"adaptive {half} phase ({(hi - lo) / 1000.0:.1f} s): {r:8.0f} out tok/s = {100*r/best:.1f}% of the best fixed "
+          f"steady rate ({best:.0f} at N={best_n})", flush=True)
 if a.json:
     json.dump(results, open(a.json, "w"), indent=2)
