@@ -5,7 +5,12 @@
 # 1,000 tasks with its HTML report, and `drover bench` (serial, concurrent N=4, adaptive, fixed
 # sweep). Runs on the lent machine from the repo root with .gpu/ and .whl/ carried; results in $OUT.
 set -uo pipefail
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+FINAL=${OUT:-/tmp/out}; mkdir -p "$FINAL"
+OUT=/tmp/res; rm -rf "$OUT"; mkdir -p "$OUT"
+# Pack whatever exists, also when the call's time limit stops the script (the device returns few files).
+finish() { cp "$OUT"/bench.log "$FINAL"/ 2>/dev/null; tar czf "$FINAL/results.tgz" -C "$OUT" . ; }
+trap 'finish; trap - EXIT; exit 143' TERM INT
+trap finish EXIT
 D=.gpu/drover
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 PYTHONUNBUFFERED=1 \
@@ -30,11 +35,11 @@ words = "the report shows quarterly revenue growth across regions while costs re
 for i in range(1000):
     print(json.dumps({"id": f"gpu-{i}", "prompt": " ".join(random.choice(words) for _ in range(150)), "max_tokens": 128}))
 PY
-timeout 150 "$D" run /tmp/run1000.jsonl -o /tmp/run1000.results.jsonl -b "$B" --max-wait 30s \
+[ "${RUN:-1}" = 1 ] && timeout 150 "$D" run /tmp/run1000.jsonl -o /tmp/run1000.results.jsonl -b "$B" --max-wait 30s \
   --report "$OUT/run.html" --summary "$OUT/run-summary.json" > "$OUT/run.log" 2>&1
 tail -8 "$OUT/run.log"; wc -l /tmp/run1000.results.jsonl
 "$D" bench -b "$B" --tasks ${TASKS:-1000} --prompt-tokens 200 --max-tokens 128 \
-  --modes serial,concurrent,adaptive --sweep ${SWEEP:-256,1024} --budget ${BUDGET:-60s} \
+  --modes ${MODES:-serial,concurrent,adaptive} --sweep ${SWEEP:-256,1024} --budget ${BUDGET:-60s} \
   --json "$OUT/bench.json" --report "$OUT/bench.html" > "$OUT/bench.log" 2>&1
 tail -14 "$OUT/bench.log"
 kill -TERM $launch; wait $launch; tail -3 "$OUT/launch.txt"

@@ -191,6 +191,12 @@ impl Ctx {
             .await
             .expect("journal task")?
         };
+        // The journal's counts are the batch's from now on: published here, not when the
+        // runtime gets to the batch, so that a restarted server never reports fewer requests
+        // done than it has (it used to answer 0 completed until the runtime caught up).
+        if let Ok(mut live) = self.runtime.live.write() {
+            live.insert(batch.id.clone(), counts);
+        }
         let start = StartBatch {
             id: batch.id.clone(),
             input,

@@ -145,34 +145,6 @@ pub fn p2c(
     Some(if score(b) < score(a) { b } else { a })
 }
 
-/// Shares of the work left, once the whole input has been read: each backend's share is the
-/// unfinished tasks in proportion to its measured throughput.
-///
-/// Filling backends to their limits as they rise is fair while the input lasts, since whoever
-/// finishes first takes more. At the end it is not: a backend whose limit rises a moment before
-/// an identical one's takes every remaining task, and the job ends when that backend's larger
-/// batch does (on an H200, 358 vs 125 tasks over four identical instances). Within its share, a
-/// backend takes work as before; past it, the task waits for a backend still below its share,
-/// unless no backend with room is below its share and some backend is idle.
-#[derive(Debug, Clone, Copy)]
-pub struct WorkShares {
-    /// Tasks not yet finished (in flight, queued, waiting to retry).
-    pub work_left: usize,
-    /// Sum of the measured rates of the backends taking work.
-    pub total_rate: f64,
-}
-
-impl WorkShares {
-    /// Whether a backend with `in_flight` requests and throughput `rate` may take one more.
-    pub fn admits(&self, in_flight: usize, rate: f64) -> bool {
-        if self.total_rate <= 0.0 {
-            return true;
-        }
-        let share = self.work_left as f64 * rate / self.total_rate;
-        (in_flight as f64) < share.ceil()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,29 +227,5 @@ mod tests {
             let mut rng = SmallRng::seed_from_u64(1);
             if let Some(x) = s.sample(&mut rng) { prop_assert!(model.contains(&x)); }
         }
-    }
-
-    #[test]
-    fn shares_split_the_work_left_by_throughput() {
-        // 1500 tasks left over four backends: equal rates give 375 each.
-        let w = WorkShares {
-            work_left: 1500,
-            total_rate: 4.0 * 400.0,
-        };
-        assert!(w.admits(374, 400.0));
-        assert!(!w.admits(375, 400.0));
-        // A third-speed backend gets a third of a full one's share: 1500 · 1/3.33 = 450 vs 150.
-        let w = WorkShares {
-            work_left: 1500,
-            total_rate: 3.0 + 1.0 / 3.0,
-        };
-        assert!(w.admits(449, 1.0) && !w.admits(450, 1.0));
-        assert!(w.admits(149, 1.0 / 3.0) && !w.admits(150, 1.0 / 3.0));
-        // No measurement yet: no cap.
-        let w = WorkShares {
-            work_left: 10,
-            total_rate: 0.0,
-        };
-        assert!(w.admits(1_000, 0.0));
     }
 }

@@ -28,7 +28,7 @@ use crate::breaker::Breaker;
 use crate::check::AnswerCheck;
 use crate::config::{DispatchConfig, Mode, StreamPolicy};
 use crate::limit::{AdaptiveLimit, Limit, ServerView};
-use crate::pick::{AvailSet, WorkShares, p2c, round_robin};
+use crate::pick::{AvailSet, p2c, round_robin};
 use crate::view::{
     BackendSpec, BackendState, BackendStatus, DispatchEvent, Finished, FleetSnapshot,
 };
@@ -543,9 +543,6 @@ impl Dispatcher {
     fn pick(&mut self, avoid: Option<usize>) -> Option<usize> {
         match self.cfg.mode {
             Mode::Adaptive => {
-                if let Some(shares) = self.work_shares() {
-                    return self.pick_within_shares(shares, avoid);
-                }
                 let backends = &self.backends;
                 p2c(&self.avail, &mut self.rng, avoid, |b| {
                     let be = &backends[b];
@@ -554,59 +551,6 @@ impl Dispatcher {
             }
             _ => round_robin(&self.avail, &mut self.rr_cursor, avoid),
         }
-    }
-
-    /// The backend's measured throughput, for sharing the end of the input.
-    fn rate(&self, b: usize) -> Option<f64> {
-        match &self.backends[b].limit {
-            Limit::Adaptive(a) => a.last_rate().filter(|r| *r > 0.0),
-            _ => None,
-        }
-    }
-
-    /// Once the whole input is read, the work left is shared by throughput ([`WorkShares`]);
-    /// `None` before, or while a backend taking work has no measured rate yet.
-    fn work_shares(&self) -> Option<WorkShares> {
-        if !self.input_closed {
-            return None;
-        }
-        let mut total_rate = 0.0;
-        let mut takers = 0;
-        for (b, be) in self.backends.iter().enumerate() {
-            if be.takes_work() {
-                total_rate += self.rate(b)?;
-                takers += 1;
-            }
-        }
-        (takers > 1).then_some(WorkShares {
-            work_left: self.tasks.len(),
-            total_rate,
-        })
-    }
-
-    /// The least loaded backend with room that is below its share; else an idle one; else none
-    /// (the task waits for a backend below its share to free a slot or raise its limit).
-    fn pick_within_shares(&self, shares: WorkShares, avoid: Option<usize>) -> Option<usize> {
-        let load = |b: usize| {
-            let be = &self.backends[b];
-            (be.in_flight as f64 + 1.0) / be.limit.get().max(1) as f64
-        };
-        let best = |ok: &dyn Fn(usize) -> bool| {
-            (0..self.backends.len())
-                .filter(|&b| self.avail.contains(b) && ok(b))
-                .min_by(|&a, &b| {
-                    let score = |x| {
-                        if Some(x) == avoid {
-                            f64::INFINITY
-                        } else {
-                            load(x)
-                        }
-                    };
-                    score(a).total_cmp(&score(b))
-                })
-        };
-        best(&|b| shares.admits(self.backends[b].in_flight, self.rate(b).unwrap_or(0.0)))
-            .or_else(|| best(&|b| self.backends[b].in_flight == 0))
     }
 
     fn launch(&mut self, task_id: u64, b: usize, hedge: bool) {

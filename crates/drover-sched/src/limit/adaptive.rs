@@ -185,8 +185,6 @@ pub struct AdaptiveLimit {
     trim_after: Option<Instant>,
     sized_from_kv: bool,
     last_rate: Option<f64>,
-    /// Startup: the last epoch fell short after a jump and is being judged once more.
-    rechecking: bool,
 }
 
 /// How long the server's queue must stay non-empty, with `running` not growing, before it
@@ -230,7 +228,6 @@ impl AdaptiveLimit {
             trim_after: None,
             sized_from_kv: false,
             last_rate: None,
-            rechecking: false,
         }
     }
 
@@ -565,26 +562,15 @@ impl AdaptiveLimit {
                 } else {
                     self.cfg.growth_gain
                 };
-                let from_client = obs.server.is_some_and(|s| s.from_client);
                 match self.prev {
                     Some((prev_limit, prev_rate)) if rate < prev_rate * (1.0 + need) => {
                         if rate < prev_rate * 0.90 {
-                            // On a slow engine seen only from the client, the epoch after a jump
-                            // can be mostly the prefill of the new prompts (a few tokens per
-                            // second-long step): judge once more before undoing the jump, which
-                            // would leave the tasks not yet sent waiting for a whole wave.
-                            if from_client && !self.rechecking {
-                                self.rechecking = true;
-                                return;
-                            }
                             // Throughput fell: the doubling overshot.
                             self.set(prev_limit, obs.now, "doubling overshot");
                         }
-                        self.rechecking = false;
                         self.phase = Phase::Steady;
                     }
                     prev => {
-                        self.rechecking = false;
                         let step = match prev {
                             Some(p) => startup_step(p, (self.limit, rate)),
                             None => 2.0,
