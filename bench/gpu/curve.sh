@@ -3,7 +3,8 @@
 # proof.sh), for fitting the simulator preset `hf-cb-1b-h100` (docs/benchmarks.md). Each point is
 # the seed's round robin with C requests in flight in total (`drover bench --modes concurrent
 # --workers C`) over a whole number of waves (tasks = C × waves), so no point is cut at a budget
-# and the rate counts every token. Results: $OUT/curve.json and curve.log.
+# and the rate counts every token. Results: curve.json and curve.log in $OUT/results.tgz, and
+# curve.log beside it.
 . bench/gpu/fleet1.sh
 for point in ${POINTS:-1:8 4:16 16:64 64:256 256:768 1024:1024}; do
   c=${point%%:*}; n=${point##*:}

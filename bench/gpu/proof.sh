@@ -7,14 +7,8 @@
 #   2. `drover bench` of the seed's modes: serial and concurrent with N = 4, each stopped at
 #      SEED_BUDGET and rated on the tokens it received;
 #   3. `drover bench` of adaptive and the fixed sweep (SWEEP) on TASKS tasks, each to the end;
-# and stops the fleet. Everything lands in $OUT/results.tgz (the device returns few files),
-# with the two bench logs beside it.
-FINAL=${OUT:-/tmp/out}; mkdir -p "$FINAL"
-OUT=/tmp/res; rm -rf "$OUT"; mkdir -p "$OUT"
-# Pack whatever exists, also when the call's time limit stops the script.
-finish() { cp "$OUT"/bench*.log "$FINAL"/ 2>/dev/null; tar czf "$FINAL/results.tgz" -C "$OUT" . ; }
-trap 'finish; trap - EXIT; exit 143' TERM INT
-trap finish EXIT
+# and stops the fleet. Everything lands in $OUT/results.tgz (machine.sh: the device returns few files),
+# with the logs beside it.
 . bench/gpu/fleet1.sh
 B=8001,8002,8003,8004
 if [ "${RUN:-1}" = 1 ]; then

@@ -3,22 +3,9 @@
 # instance per GPU (CUDA_VISIBLE_DEVICES per instance), started and stopped by `drover launch
 # --cmd`, ports 8001-8004. Then the same measurements as proof.sh: one plain `drover run` of
 # 1,000 tasks with its HTML report, and `drover bench` (serial, concurrent N=4, adaptive, fixed
-# sweep). Runs on the lent machine from the repo root with .gpu/ and .whl/ carried; results in $OUT.
-set -uo pipefail
-FINAL=${OUT:-/tmp/out}; mkdir -p "$FINAL"
-OUT=/tmp/res; rm -rf "$OUT"; mkdir -p "$OUT"
-# Pack whatever exists, also when the call's time limit stops the script (the device returns few files).
-finish() { cp "$OUT"/bench.log "$FINAL"/ 2>/dev/null; tar czf "$FINAL/results.tgz" -C "$OUT" . ; }
-trap 'finish; trap - EXIT; exit 143' TERM INT
-trap finish EXIT
-D=.gpu/drover
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 PYTHONUNBUFFERED=1 \
-  NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 TOKENIZERS_PARALLELISM=false
-nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-echo "cpus: $(nproc)" | tee -a "$OUT/gpu.txt"
-t0=$SECONDS
-python3 .gpu/make_model.py --tokenizer .gpu/tok32k --out /tmp/m1b --preset 1b --device cuda > "$OUT/model.txt" 2>&1
+# sweep). Runs on the lent machine from the repo root with .gpu/ and .whl/ carried; results in
+# $OUT/results.tgz (machine.sh).
+. bench/gpu/machine.sh
 "$D" launch --cmd 'python3 -m transformers.cli.transformers serve {model} --continuous-batching --device cuda --dtype bfloat16 --host {host} --port {port} --log-level warning --cb-num-blocks 1500 --cb-max-batch-tokens 8192' \
   --model /tmp/m1b --gpus ${GPUS:-0,1,2,3} --log-dir "$OUT/launch-logs" > /tmp/backends.txt 2> "$OUT/launch.txt" &
 launch=$!
