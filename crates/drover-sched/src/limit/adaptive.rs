@@ -284,6 +284,27 @@ impl AdaptiveLimit {
         self.epoch = Some(Epoch::new(now));
     }
 
+    /// Moves the limit to `target` as a trial: after `needed` epochs, it is undone unless their
+    /// mean rate is at least `keep_at` × `rate` (the rate before the change).
+    fn try_limit(
+        &mut self,
+        target: f64,
+        rate: f64,
+        (needed, keep_at): (usize, f64),
+        now: Instant,
+        why: &'static str,
+    ) {
+        self.trial = Some(Trial {
+            base_limit: self.limit,
+            base_rate: rate,
+            rates: [0.0; 2],
+            measured: 0,
+            needed,
+            keep_at,
+        });
+        self.set(target, now, why);
+    }
+
     /// Lowers the limit for a ceiling signal and holds it a while.
     fn cut(&mut self, limit: f64, now: Instant, why: &'static str) {
         if limit < self.limit {
@@ -488,16 +509,10 @@ impl AdaptiveLimit {
         self.unheld_since = None;
         // Only as a trial against a measured rate: without one, nothing could undo it.
         let Some(rate) = self.last_rate else { return };
-        self.trial = Some(Trial {
-            base_limit: self.limit,
-            base_rate: rate,
-            rates: [0.0; 2],
-            measured: 0,
-            needed: 2,
-            keep_at: 0.95,
-        });
-        self.set(
+        self.try_limit(
             (2.0 * held).max(floor),
+            rate,
+            (2, 0.95),
             now,
             "the server holds less than half of what is in flight",
         );
@@ -602,15 +617,8 @@ impl AdaptiveLimit {
                     let target = (self.limit * 1.25)
                         .max(self.limit + 1.0)
                         .min(self.limit * room);
-                    self.trial = Some(Trial {
-                        base_limit: self.limit,
-                        base_rate: rate,
-                        rates: [0.0; 2],
-                        measured: 0,
-                        needed: 1,
-                        keep_at: 0.90,
-                    });
-                    self.set(target, obs.now, "filling towards the KV ceiling");
+                    let why = "filling towards the KV ceiling";
+                    self.try_limit(target, rate, (1, 0.90), obs.now, why);
                 }
             }
             Phase::Steady => {
@@ -620,15 +628,8 @@ impl AdaptiveLimit {
                     && self.limit < self.cfg.max as f64
                 {
                     let target = (self.limit * 1.25).max(self.limit + 1.0);
-                    self.trial = Some(Trial {
-                        base_limit: self.limit,
-                        base_rate: rate,
-                        rates: [0.0; 2],
-                        measured: 0,
-                        needed: 2,
-                        keep_at: 1.0 + self.cfg.probe_gain,
-                    });
-                    self.set(target, obs.now, "probing up");
+                    let keep_at = 1.0 + self.cfg.probe_gain;
+                    self.try_limit(target, rate, (2, keep_at), obs.now, "probing up");
                 }
             }
         }
