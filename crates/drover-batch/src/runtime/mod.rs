@@ -326,9 +326,7 @@ impl Runtime {
             self.cmds.clone(),
             feed_stop.clone(),
         );
-        if let Ok(mut live) = self.live.write() {
-            live.insert(s.id.clone(), s.counts);
-        }
+        // Its counts are already in `live`: the lifecycle publishes them before handing it over.
         tracing::info!(target: "drover::batch", batch = %s.id, slot, done = s.counts.completed + s.counts.failed, total = s.counts.total, "running");
         let cancel = s.cancel || self.early_cancels.remove(&s.id);
         self.slots.insert(s.id.clone(), slot);
