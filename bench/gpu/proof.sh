@@ -7,8 +7,9 @@
 #   2. `drover bench` of the seed's modes: serial and concurrent with N = 4, each stopped at
 #      SEED_BUDGET and rated on the tokens it received;
 #   3. `drover bench` of adaptive and the fixed sweep (SWEEP) on TASKS tasks, each to the end;
-# and stops the fleet. Everything lands in $OUT/results.tgz (machine.sh: the device returns few files),
-# with the logs beside it.
+# and stops the fleet. Everything lands in $OUT/results.tgz (machine.sh: the device returns few
+# files), with the logs beside it; the adaptive limits' changes are logged (DROVER_LOG) into
+# run.log and bench.log.
 . bench/gpu/fleet1.sh
 B=8001,8002,8003,8004
 if [ "${RUN:-1}" = 1 ]; then
@@ -19,16 +20,16 @@ words = "the report shows quarterly revenue growth across regions while costs re
 for i in range(1000):
     print(json.dumps({"id": f"gpu-{i}", "prompt": " ".join(random.choice(words) for _ in range(150)), "max_tokens": 128}))
 PY
-  timeout 200 "$D" run /tmp/run1000.jsonl -o /tmp/run1000.results.jsonl -b $B --max-wait 30s \
+  DROVER_LOG=drover::limit=debug timeout 200 "$D" run /tmp/run1000.jsonl -o /tmp/run1000.results.jsonl -b $B --max-wait 30s \
     --report "$OUT/run.html" --summary "$OUT/run-summary.json" > "$OUT/run.log" 2>&1
-  wc -l /tmp/run1000.results.jsonl >> "$OUT/run.log"; tail -4 "$OUT/run.log"
+  wc -l /tmp/run1000.results.jsonl >> "$OUT/run.log"; grep -v DEBUG "$OUT/run.log" | tail -8
 fi
 "$D" bench -b $B --tasks 1000 --prompt-tokens 200 --max-tokens 128 --modes serial,concurrent \
   --budget ${SEED_BUDGET:-40s} --json "$OUT/bench-seed.json" > "$OUT/bench-seed.log" 2>&1
 tail -6 "$OUT/bench-seed.log"
-"$D" bench -b $B --tasks ${TASKS:-1500} --prompt-tokens 200 --max-tokens 128 --modes adaptive \
+DROVER_LOG=drover::limit=debug "$D" bench -b $B --tasks ${TASKS:-1500} --prompt-tokens 200 --max-tokens 128 --modes adaptive \
   --sweep ${SWEEP:-1024,2048} --budget ${BUDGET:-300s} \
   --json "$OUT/bench.json" --report "$OUT/bench.html" > "$OUT/bench.log" 2>&1
-tail -8 "$OUT/bench.log"
+grep -v DEBUG "$OUT/bench.log" | tail -8
 .gpu/serve-tf.sh stop
 for f in /tmp/engine-logs/serve-*.log; do tail -5 "$f"; done > "$OUT/engine-tail.txt" 2>&1

@@ -145,6 +145,39 @@ pub fn p2c(
     Some(if score(b) < score(a) { b } else { a })
 }
 
+/// One backend as [`end_share`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct ShareView {
+    /// Requests it has in flight.
+    pub in_flight: usize,
+    /// Whether its limit is still being found (the adaptive controller's startup).
+    pub growing: bool,
+}
+
+/// At the end of the input, the most requests one backend may hold while another is still
+/// finding its limit: an even share of the work left (queued and in flight).
+///
+/// Once every task is read, the tasks still queued go to whichever backends have room, and
+/// with limits still ramping that is whichever controller stepped up first — over identical
+/// instances a short job was split 415/415/415/256 a quarter of a second before the fourth
+/// limit rose, and the biggest share set the job's end. Holding each backend to an even share
+/// while some backend below it is still ramping waits at most for that backend's next startup
+/// step (it then grows or settles, which lifts the cap). Shares weighted by measured
+/// throughput were tried and are wrong for batch engines, whose throughput grows with their
+/// batch: they fed the backend that already had the biggest. A backend that settles below its
+/// share gets no reservation, so the others take the rest, and hedging evens out the tail of a
+/// slower backend. `None`: no cap.
+pub fn end_share(work: usize, backends: &[ShareView]) -> Option<usize> {
+    if backends.len() < 2 || work == 0 {
+        return None;
+    }
+    let fair = work.div_ceil(backends.len());
+    backends
+        .iter()
+        .any(|b| b.growing && b.in_flight < fair)
+        .then_some(fair)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +242,26 @@ mod tests {
             never < 30,
             "avoided backend only wins when drawn twice: {never}"
         );
+    }
+
+    #[test]
+    fn end_share_holds_back_work_for_a_backend_still_ramping() {
+        let v = |in_flight, growing| ShareView { in_flight, growing };
+        // 1,500 tasks over four identical instances; three limits rose to 512, the fourth
+        // is still at 256: each may hold 375, so the fourth's share waits for its next step.
+        let ramping = [v(256, true), v(256, true), v(256, true), v(256, true)];
+        assert_eq!(end_share(1500, &ramping), Some(375));
+        // Every backend settled: no cap, whatever the split.
+        let settled = [v(500, false), v(500, false), v(256, false), v(244, false)];
+        assert_eq!(end_share(1500, &settled), None);
+        // The only ramping backend already holds its share: nothing to reserve.
+        let full = [v(400, false), v(400, false), v(325, false), v(375, true)];
+        assert_eq!(end_share(1500, &full), None);
+        // A settled backend below its share reserves nothing; a ramping one does.
+        let one = [v(100, false), v(375, false), v(375, false), v(200, true)];
+        assert_eq!(end_share(1050, &one), Some(263));
+        assert_eq!(end_share(0, &ramping), None);
+        assert_eq!(end_share(10, &[v(0, true)]), None, "one backend: nothing to share");
     }
 
     proptest! {

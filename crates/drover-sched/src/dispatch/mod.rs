@@ -243,6 +243,9 @@ pub struct Dispatcher {
     failing_all: bool,
     all_down_since: Option<Instant>,
     backlog: bool,
+    /// At the end of the input, the most one backend may hold while another ramps up
+    /// ([`crate::pick::end_share`]); recomputed every tick.
+    share_cap: Option<usize>,
     task_tokens: Option<f64>,
     outbox: VecDeque<Finished>,
     report: DispatchReport,
@@ -297,6 +300,7 @@ impl Dispatcher {
             failing_all: false,
             all_down_since: None,
             backlog: false,
+            share_cap: None,
             task_tokens: None,
             outbox: VecDeque::new(),
             report: DispatchReport::default(),
@@ -378,7 +382,8 @@ impl Dispatcher {
     /// Recomputes whether backend `b` can take a task now.
     fn refresh(&mut self, b: usize) {
         let be = &self.backends[b];
-        let ok = be.takes_work() && be.in_flight < be.limit.get();
+        let cap = be.limit.get().min(self.share_cap.unwrap_or(usize::MAX));
+        let ok = be.takes_work() && be.in_flight < cap;
         self.avail.set(b, ok);
     }
 

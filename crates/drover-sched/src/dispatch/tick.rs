@@ -9,7 +9,8 @@ use super::{Dispatcher, attempt};
 use crate::breaker::OutReason;
 use crate::config::Mode;
 use crate::hedge::{self, Candidate};
-use crate::limit::{Limit, Observation, ServerView};
+use crate::limit::{Limit, Observation, Phase, ServerView};
+use crate::pick::{ShareView, end_share};
 use crate::view::{DispatchEvent, FleetSnapshot};
 
 impl Dispatcher {
@@ -17,6 +18,7 @@ impl Dispatcher {
         let now = Instant::now();
         self.retire_drained();
         self.update_limits(now);
+        self.update_share_cap();
         self.detect_stalls(now);
         self.start_probes(now);
         self.check_all_down(now);
@@ -78,6 +80,33 @@ impl Dispatcher {
                 task_tokens: self.task_tokens,
             };
             if ctl.observe(&obs).is_some() {
+                self.refresh(b);
+            }
+        }
+    }
+
+    /// Holds each backend to an even share of the work left while another is still ramping
+    /// its limit at the end of the input (`pick::end_share`).
+    fn update_share_cap(&mut self) {
+        let cap = if self.cfg.mode == Mode::Adaptive && self.input_closed && !self.stopping {
+            // Every task not yet finished: queued, waiting to retry, or in flight.
+            let work = self.tasks.len();
+            let views: Vec<ShareView> = self
+                .backends
+                .iter()
+                .filter(|b| b.takes_work())
+                .map(|b| ShareView {
+                    in_flight: b.in_flight,
+                    growing: matches!(&b.limit, Limit::Adaptive(a) if a.phase() == Phase::Startup),
+                })
+                .collect();
+            end_share(work, &views)
+        } else {
+            None
+        };
+        if cap != self.share_cap {
+            self.share_cap = cap;
+            for b in 0..self.backends.len() {
                 self.refresh(b);
             }
         }
