@@ -5,7 +5,7 @@
 # (ports 8001-8004, as the seed runs its fleet), then:
 #   1. one plain `drover run` of 1,000 tasks with its HTML report (RUN=0 skips it);
 #   2. `drover bench` of the seed's modes: serial and concurrent with N = 4, each stopped at
-#      SEED_BUDGET and rated on the tokens it received;
+#      SEED_BUDGET and rated on the tokens it received (SEED=0 skips it);
 #   3. `drover bench` of adaptive and the fixed sweep (SWEEP) on TASKS tasks, each to the end;
 # and stops the fleet. Everything lands in $OUT/results.tgz (machine.sh: the device returns few
 # files), with the logs beside it; the adaptive limits' changes are logged (DROVER_LOG) into
@@ -24,9 +24,11 @@ PY
     --report "$OUT/run.html" --summary "$OUT/run-summary.json" > "$OUT/run.log" 2>&1
   wc -l /tmp/run1000.results.jsonl >> "$OUT/run.log"; grep -v DEBUG "$OUT/run.log" | tail -8
 fi
-"$D" bench -b $B --tasks 1000 --prompt-tokens 200 --max-tokens 128 --modes serial,concurrent \
-  --budget ${SEED_BUDGET:-40s} --json "$OUT/bench-seed.json" > "$OUT/bench-seed.log" 2>&1
-tail -6 "$OUT/bench-seed.log"
+if [ "${SEED:-1}" = 1 ]; then
+  "$D" bench -b $B --tasks 1000 --prompt-tokens 200 --max-tokens 128 --modes serial,concurrent \
+    --budget ${SEED_BUDGET:-40s} --json "$OUT/bench-seed.json" > "$OUT/bench-seed.log" 2>&1
+  tail -6 "$OUT/bench-seed.log"
+fi
 DROVER_LOG=drover::limit=debug "$D" bench -b $B --tasks ${TASKS:-1500} --prompt-tokens 200 --max-tokens 128 --modes adaptive \
   --sweep ${SWEEP:-1024,2048} --budget ${BUDGET:-300s} \
   --json "$OUT/bench.json" --report "$OUT/bench.html" > "$OUT/bench.log" 2>&1

@@ -14,6 +14,9 @@ each half. Method, on fresh `drover sim` fleets (4 x llama-3.1-8b-h100, real tim
     included); phase 2 is from the last first-half finish to the last send (only 2k-token
     tasks in flight, before the tail). Each fixed baseline runs one half alone and is rated over
     its steady part, first finish .. last send (no ramp-up, no tail): that favours the baselines.
+  * same job, same windows: each fixed setting also runs the whole job once and is rated over
+    its own phase windows, defined as for adaptive; its ramp-up (phase 1) and its change of mix
+    (phase 2) then count as they do for adaptive.
 Usage: bench/sched/mixed_halves.py [--half N] [--sweep 64,256,1024] [--drover target/release/drover]
 """
 import argparse, json, os, random, subprocess, sys, tempfile
@@ -101,6 +104,13 @@ def makespan(rows):
     """Seconds from the first send to the last finish."""
     return (max(r[2] for r in rows) - min(r[1] for r in rows)) / 1000.0
 
+def phase_windows(rows):
+    """Phase 1: first send .. first send of a 2k-token task; phase 2: last short-task finish ..
+    last send."""
+    a_rows = [r for r in rows if r[0].startswith("a")]; b_rows = [r for r in rows if r[0].startswith("b")]
+    return {"h1": (min(r[1] for r in rows), min(r[1] for r in b_rows)),
+            "h2": (max(r[2] for r in a_rows), max(r[1] for r in rows))}
+
 results = {"half": a.half, "instances": a.instances, "fixed": {}, "adaptive": {}}
 for n in [int(x) for x in a.sweep.split(",")]:
     for half, prefix in (("h1", "a"), ("h2", "b")):
@@ -110,6 +120,13 @@ for n in [int(x) for x in a.sweep.split(",")]:
         results.setdefault("fixed_makespan", {}).setdefault(half, {})[n] = makespan(rows)
         results.setdefault("fixed_steady", {}).setdefault(half, {})[n] = steady(rows)
         print(f"fixed {n:>5} {half}: {r:8.0f} out tok/s, {makespan(rows):.1f} s", flush=True)
+for n in [int(x) for x in a.sweep.split(",")]:
+    rows = run(paths["all"], ["--mode", "concurrent", "--workers", str(n)])
+    for half, (lo, hi) in phase_windows(rows).items():
+        results.setdefault("fixed_whole_phase", {}).setdefault(half, {})[n] = phase_rate(rows, lo, hi)
+    results.setdefault("fixed_whole_makespan", {})[n] = makespan(rows)
+    ph = results["fixed_whole_phase"]
+    print(f"fixed {n:>5} whole job: {makespan(rows):.1f} s; phase 1 {ph['h1'][n]:.0f}, phase 2 {ph['h2'][n]:.0f} out tok/s", flush=True)
 rows = run(paths["all"], [])
 # The whole job against the best fixed setting of each half run back to back: the comparison
 # that does not depend on where the change falls in the windows.
@@ -123,15 +140,20 @@ for half, prefix in (("h1", "a"), ("h2", "b")):
     results["adaptive"][half] = {"rate": r, "best_fixed": best, "best_n": best_n, "ratio": r / best}
     print(f"adaptive {half}: {r:8.0f} out tok/s = {100*r/best:.1f}% of the best fixed ({best:.0f} at N={best_n})", flush=True)
 # Per phase: only short tasks in flight, then only 2k-token tasks in flight.
-a_rows = [r for r in rows if r[0].startswith("a")]; b_rows = [r for r in rows if r[0].startswith("b")]
-phases = {"h1": (min(r[1] for r in rows), min(r[1] for r in b_rows)),
-          "h2": (max(r[2] for r in a_rows), max(r[1] for r in rows))}
-for half, (lo, hi) in phases.items():
+for half, (lo, hi) in phase_windows(rows).items():
     r = phase_rate(rows, lo, hi)
     best_n, best = max(results["fixed_steady"][half].items(), key=lambda kv: kv[1])
     results["adaptive"][f"{half}_phase"] = {"window_s": (hi - lo) / 1000.0, "rate": r, "best_fixed_steady": best,
                                             "best_n": best_n, "ratio": r / best}
     print(f"adaptive {half} phase ({(hi - lo) / 1000.0:.1f} s): {r:8.0f} out tok/s = {100*r/best:.1f}% of the best fixed "
           f"steady rate ({best:.0f} at N={best_n})", flush=True)
+    best_n, best = max(results["fixed_whole_phase"][half].items(), key=lambda kv: kv[1])
+    results["adaptive"][f"{half}_phase_same_job"] = {"rate": r, "best_fixed": best, "best_n": best_n, "ratio": r / best}
+    print(f"adaptive {half} phase vs the fixed settings on the same whole job, same windows: {100*r/best:.1f}% "
+          f"of the best ({best:.0f} at N={best_n})", flush=True)
+best_whole = min(results["fixed_whole_makespan"].values())
+results["adaptive"]["whole"]["best_fixed_whole"] = best_whole
+print(f"adaptive whole job vs the best fixed setting on the whole job: {makespan(rows):.1f} s vs {best_whole:.1f} s "
+      f"({100 * best_whole / makespan(rows):.1f}%)", flush=True)
 if a.json:
     json.dump(results, open(a.json, "w"), indent=2)

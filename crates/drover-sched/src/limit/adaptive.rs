@@ -614,7 +614,12 @@ impl AdaptiveLimit {
                     && self.server_caught_up(obs)
                     && self.limit < self.cfg.max as f64
                 {
-                    let target = (self.limit * 1.25)
+                    // Drover's own view has no KV figure to stop at, and a slow batch engine
+                    // (transformers on a shared GPU) makes each epoch seconds long: while
+                    // tasks wait, double, leaving the ceiling to the queue rule and the undo.
+                    let client = obs.server.is_some_and(|s| s.from_client);
+                    let step = if client && obs.backlog { 2.0 } else { 1.25 };
+                    let target = (self.limit * step)
                         .max(self.limit + 1.0)
                         .min(self.limit * room);
                     let why = "filling towards the KV ceiling";
