@@ -580,8 +580,14 @@ impl AdaptiveLimit {
                 match self.prev {
                     Some((prev_limit, prev_rate)) if rate < prev_rate * (1.0 + need) => {
                         if rate < prev_rate * 0.90 {
-                            // Throughput fell: the doubling overshot.
-                            self.set(prev_limit, obs.now, "doubling overshot");
+                            // Throughput fell: the step overshot. Halve it (TCP's decrease on
+                            // loss), never below the last good limit: after a model jump of up
+                            // to 8× the fall is often the new prompts' prefill, or instances
+                            // sharing a GPU slowing each other, and reverting all the way threw
+                            // away most of a right step (on an H100: 256 → 32, then a minute of
+                            // ×1.25 steps back up).
+                            let back = prev_limit.max(self.limit / 2.0);
+                            self.set(back, obs.now, "doubling overshot");
                         }
                         self.phase = Phase::Steady;
                     }
@@ -926,6 +932,38 @@ mod tests {
         assert_eq!(startup_step((16.0, 160.0), (32.0, 320.0)), 2.0);
         // A flat server (a queue in front of fixed slots) gets no jump beyond doubling.
         assert_eq!(startup_step((16.0, 400.0), (32.0, 400.0)), 2.0);
+    }
+
+    #[test]
+    fn a_fall_after_a_startup_jump_halves_the_limit_not_back_to_the_start() {
+        let now = Instant::now();
+        let obs = Observation {
+            now,
+            in_flight: 256,
+            backlog: true,
+            client_tokens: 0,
+            client_tokens_live: true,
+            server: None,
+            task_tokens: None,
+        };
+        // An 8× model jump (32 → 256) whose next epoch reads 30 % less: back to 128, not 32.
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        c.limit = 256.0;
+        c.prev = Some((32.0, 274.0));
+        c.decide(190.0, false, &obs);
+        assert_eq!((c.limit(), c.phase()), (128, Phase::Steady));
+        // A plain doubling that overshot goes back to the last good limit, as before.
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        c.limit = 64.0;
+        c.prev = Some((32.0, 274.0));
+        c.decide(190.0, false, &obs);
+        assert_eq!(c.limit(), 32);
+        // Growth that merely stalls keeps the limit.
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        c.limit = 256.0;
+        c.prev = Some((32.0, 274.0));
+        c.decide(280.0, false, &obs);
+        assert_eq!((c.limit(), c.phase()), (256, Phase::Steady));
     }
 
     #[test]
