@@ -40,6 +40,10 @@ impl Dispatcher {
     }
 
     fn update_limits(&mut self, now: Instant) {
+        let work_share = (self.input_closed && !self.stopping).then(|| {
+            let up = self.backends.iter().filter(|b| b.takes_work()).count();
+            self.tasks.len().div_ceil(up.max(1))
+        });
         for b in 0..self.backends.len() {
             let be = &mut self.backends[b];
             if !be.takes_work() {
@@ -78,6 +82,7 @@ impl Dispatcher {
                 client_tokens_live: be.streaming,
                 server,
                 task_tokens: self.task_tokens,
+                work_share,
             };
             if ctl.observe(&obs).is_some() {
                 self.refresh(b);

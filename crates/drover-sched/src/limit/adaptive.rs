@@ -110,6 +110,9 @@ pub struct Observation<'a> {
     pub server: Option<&'a ServerView>,
     /// Mean size of recent tasks in tokens (prompt + output), for sizing against the KV cache.
     pub task_tokens: Option<f64>,
+    /// Once the whole input is read: the tasks left (queued or in flight) per backend taking
+    /// work. A limit above it has nothing to hold, and reaching it sends the rest of the job.
+    pub work_share: Option<usize>,
 }
 
 /// Where the controller is.
@@ -597,7 +600,16 @@ impl AdaptiveLimit {
                             None => 2.0,
                         };
                         self.prev = Some((self.limit, rate));
-                        let target = (self.limit * step)
+                        let mut target = self.limit * step;
+                        // The rest of a job already read fits in one more step: once a step has
+                        // shown that the server batches (a measured gain), send it all rather
+                        // than climb for several more epochs — on a slow engine each lasts
+                        // seconds, and a short job then ends before the climb does. Bounded by
+                        // 16× the limit; the queue rule still cuts a server that only queues.
+                        if let (Some(_), Some(share)) = (prev, obs.work_share) {
+                            target = target.max((share as f64).min(self.limit * 16.0));
+                        }
+                        let target = target
                             .min(self.limit * self.kv_room(obs).max(1.0))
                             .min(self.cfg.max as f64);
                         if target < self.limit + 1.0 {
@@ -737,6 +749,7 @@ mod tests {
                 client_tokens_live: true,
                 server: m.metrics.then_some(&view),
                 task_tokens: Some(400.0),
+                work_share: None,
             });
         }
         now
@@ -872,6 +885,7 @@ mod tests {
             client_tokens_live: false,
             server: Some(&view),
             task_tokens: Some(400.0),
+            work_share: None,
         });
         assert_eq!(changed, Some(900), "0.9 * 400k / 400");
     }
@@ -898,6 +912,7 @@ mod tests {
             client_tokens_live: false,
             server: Some(&view),
             task_tokens: None,
+            work_share: None,
         });
         assert_eq!(c.limit(), 68, "75 * 0.9 / 0.99");
         assert_eq!(c.phase(), Phase::Steady);
@@ -917,6 +932,7 @@ mod tests {
                 client_tokens_live: true,
                 server: None,
                 task_tokens: None,
+                work_share: None,
             });
         }
         assert_eq!(c.limit(), 16);
@@ -945,6 +961,7 @@ mod tests {
             client_tokens_live: true,
             server: None,
             task_tokens: None,
+            work_share: None,
         };
         // An 8× model jump (32 → 256) whose next epoch reads 30 % less: back to 128, not 32.
         let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
@@ -967,6 +984,44 @@ mod tests {
     }
 
     #[test]
+    fn a_job_already_read_is_sent_in_one_step_once_the_server_shows_it_batches() {
+        let now = Instant::now();
+        let obs = |work_share| Observation {
+            now,
+            in_flight: 32,
+            backlog: true,
+            client_tokens: 0,
+            client_tokens_live: true,
+            server: None,
+            task_tokens: None,
+            work_share,
+        };
+        // 16 → 32 doubled the rate: the 375 tasks per backend left go out at once.
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        c.limit = 32.0;
+        c.prev = Some((16.0, 100.0));
+        c.decide(200.0, false, &obs(Some(375)));
+        assert_eq!(c.limit(), 375);
+        // Without a measured gain yet (the first step), a plain doubling.
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        c.limit = 16.0;
+        c.decide(100.0, false, &obs(Some(375)));
+        assert_eq!(c.limit(), 32);
+        // A share far above the limit: at most 16× at once.
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        c.limit = 32.0;
+        c.prev = Some((16.0, 100.0));
+        c.decide(200.0, false, &obs(Some(5000)));
+        assert_eq!(c.limit(), 512);
+        // The input not all read yet: the model step (doubling here).
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        c.limit = 32.0;
+        c.prev = Some((16.0, 100.0));
+        c.decide(200.0, false, &obs(None));
+        assert_eq!(c.limit(), 64);
+    }
+
+    #[test]
     fn streamed_epochs_wait_for_first_tokens() {
         let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
         c.on_ttft(Duration::from_secs(1));
@@ -978,6 +1033,7 @@ mod tests {
             client_tokens_live: true,
             server: None,
             task_tokens: None,
+            work_share: None,
         };
         assert_eq!(c.epoch_len(&obs), Duration::from_secs(3));
     }
@@ -994,6 +1050,7 @@ mod tests {
             client_tokens_live: false,
             server: None,
             task_tokens: None,
+            work_share: None,
         };
         assert_eq!(c.epoch_len(&obs), Duration::from_secs(4));
     }
@@ -1039,6 +1096,7 @@ mod tests {
                 client_tokens_live: true,
                 server: Some(&view),
                 task_tokens: Some(330.0),
+                work_share: None,
             };
             if c.observe(&obs).is_some() {
                 changed_at = now;
