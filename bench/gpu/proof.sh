@@ -6,7 +6,8 @@
 #   1. one plain `drover run` of 1,000 tasks with its HTML report (RUN=0 skips it);
 #   2. `drover bench` of the seed's modes: serial and concurrent with N = 4, each stopped at
 #      SEED_BUDGET and rated on the tokens it received (SEED=0 skips it);
-#   3. `drover bench` of adaptive and the fixed sweep (SWEEP) on TASKS tasks, each to the end;
+#   3. `drover bench` of adaptive and the fixed sweep (SWEEP) on TASKS tasks, each to the end,
+#      REPEAT times (bench.json, bench-2.json, ...);
 # and stops the fleet. Everything lands in $OUT/results.tgz (machine.sh: the device returns few
 # files), with the logs beside it; the adaptive limits' changes are logged (DROVER_LOG) into
 # run.log and bench.log.
@@ -29,9 +30,12 @@ if [ "${SEED:-1}" = 1 ]; then
     --budget ${SEED_BUDGET:-40s} --json "$OUT/bench-seed.json" > "$OUT/bench-seed.log" 2>&1
   tail -6 "$OUT/bench-seed.log"
 fi
-DROVER_LOG=drover::limit=debug "$D" bench -b $B --tasks ${TASKS:-1500} --prompt-tokens 200 --max-tokens 128 --modes adaptive \
-  --sweep ${SWEEP:-1024,2048} --budget ${BUDGET:-300s} \
-  --json "$OUT/bench.json" --report "$OUT/bench.html" > "$OUT/bench.log" 2>&1
-grep -v DEBUG "$OUT/bench.log" | tail -8
+for i in $(seq ${REPEAT:-1}); do
+  sfx=$([ "$i" = 1 ] || echo "-$i")
+  DROVER_LOG=drover::limit=debug "$D" bench -b $B --tasks ${TASKS:-1500} --prompt-tokens 200 --max-tokens 128 --modes adaptive \
+    --sweep ${SWEEP:-1024,2048} --budget ${BUDGET:-300s} \
+    --json "$OUT/bench$sfx.json" --report "$OUT/bench$sfx.html" > "$OUT/bench$sfx.log" 2>&1
+  grep -v DEBUG "$OUT/bench$sfx.log" | tail -8
+done
 .gpu/serve-tf.sh stop
 for f in /tmp/engine-logs/serve-*.log; do tail -5 "$f"; done > "$OUT/engine-tail.txt" 2>&1
