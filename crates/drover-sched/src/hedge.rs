@@ -18,6 +18,12 @@ pub struct Candidate {
     pub age: Duration,
     /// What its backend usually takes for a request (latency EWMA), if known.
     pub expected: Option<Duration>,
+    /// Whether its backend's live token count (server counter or streamed tokens) moved
+    /// lately. Such a request is not hung: it is only older than the backend's history, which
+    /// says little once its batch has grown (the first small-batch answers of a job come back
+    /// in seconds, a full batch of a slow engine in a minute). Hung ones there are left to the
+    /// attempt deadline, which a stream only outlives while it produces tokens.
+    pub progressing: bool,
 }
 
 /// Hedge when the copy is expected to win by this factor.
@@ -43,7 +49,7 @@ pub fn choose(
             let expected = c.expected.unwrap_or(fleet_expected).as_secs_f64();
             let age = c.age.as_secs_f64();
             let remaining = (expected - age).max(0.0);
-            let straggler = age > STRAGGLER_FACTOR * expected.max(idle);
+            let straggler = !c.progressing && age > STRAGGLER_FACTOR * expected.max(idle);
             (remaining > WIN_FACTOR * idle || straggler)
                 .then_some((remaining.max(age - expected), c.attempt))
         })
@@ -61,6 +67,7 @@ mod tests {
             attempt,
             age: Duration::from_millis(age_ms),
             expected: expected_ms.map(Duration::from_millis),
+            progressing: false,
         }
     }
 
@@ -100,6 +107,23 @@ mod tests {
             choose(vec![c(7, 3500, None)], S, S, 0).is_empty(),
             "no idle slot, no hedge"
         );
+    }
+
+    #[test]
+    fn old_requests_of_a_backend_still_producing_tokens_are_not_hung() {
+        // The backend's early answers took 5 s; its full batch now takes a minute and its
+        // tokens keep coming: a 20 s old request is no straggler.
+        let busy = Candidate {
+            progressing: true,
+            ..c(1, 20_000, Some(5000))
+        };
+        assert!(choose(vec![busy.clone()], S, S, 10).is_empty());
+        // The same request on a backend whose tokens stopped is hedged.
+        let stuck = Candidate {
+            progressing: false,
+            ..busy
+        };
+        assert_eq!(choose(vec![stuck], S, S, 10), vec![1]);
     }
 
     #[test]

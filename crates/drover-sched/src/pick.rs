@@ -162,7 +162,7 @@ pub struct ShareView {
 /// instances a short job was split 415/415/415/256 a quarter of a second before the fourth
 /// limit rose, and the biggest share set the job's end. Holding each backend to an even share
 /// while some backend below it is still ramping waits at most for that backend's next startup
-/// step (it then grows or settles, which lifts the cap). Shares weighted by measured
+/// step (it then grows or settles, which lifts the cap), or 10 s without one. Shares weighted by measured
 /// throughput were tried and are wrong for batch engines, whose throughput grows with their
 /// batch: they fed the backend that already had the biggest. A backend that settles below its
 /// share gets no reservation, so the others take the rest, and hedging evens out the tail of a

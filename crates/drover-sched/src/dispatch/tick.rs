@@ -9,16 +9,24 @@ use super::{Dispatcher, attempt};
 use crate::breaker::OutReason;
 use crate::config::Mode;
 use crate::hedge::{self, Candidate};
-use crate::limit::{Limit, Observation, Phase, ServerView};
+use crate::limit::{Limit, Observation, ServerView};
 use crate::pick::{ShareView, end_share};
 use crate::view::{DispatchEvent, FleetSnapshot};
+
+/// A backend whose live token count moved this recently is making progress (hedging treats
+/// its old requests as slow, not hung). Long enough to span a prefill burst on a slow engine.
+const PROGRESS_RECENT: Duration = Duration::from_secs(10);
+
+/// How long a backend's share of the end of the input is held for it after its limit last
+/// moved in startup.
+const RESERVE_FOR: Duration = Duration::from_secs(10);
 
 impl Dispatcher {
     pub(super) fn on_tick(&mut self, snapshot: &Arc<Mutex<FleetSnapshot>>) {
         let now = Instant::now();
         self.retire_drained();
         self.update_limits(now);
-        self.update_share_cap();
+        self.update_share_cap(now);
         self.detect_stalls(now);
         self.start_probes(now);
         self.check_all_down(now);
@@ -92,7 +100,7 @@ impl Dispatcher {
 
     /// Holds each backend to an even share of the work left while another is still ramping
     /// its limit at the end of the input (`pick::end_share`).
-    fn update_share_cap(&mut self) {
+    fn update_share_cap(&mut self, now: Instant) {
         let cap = if self.cfg.mode == Mode::Adaptive && self.input_closed && !self.stopping {
             // Every task not yet finished: queued, waiting to retry, or in flight.
             let work = self.tasks.len();
@@ -102,7 +110,7 @@ impl Dispatcher {
                 .filter(|b| b.takes_work())
                 .map(|b| ShareView {
                     in_flight: b.in_flight,
-                    growing: matches!(&b.limit, Limit::Adaptive(a) if a.phase() == Phase::Startup),
+                    growing: matches!(&b.limit, Limit::Adaptive(a) if a.ramping(now, RESERVE_FOR)),
                 })
                 .collect();
             end_share(work, &views)
@@ -266,10 +274,16 @@ impl Dispatcher {
                         .get(&r.task)
                         .is_some_and(|t| t.live == 1 && t.hedges == 0)
             })
-            .map(|(a, r)| Candidate {
-                attempt: *a,
-                age: now.duration_since(r.started),
-                expected: lat(self.backends[r.backend].latency),
+            .map(|(a, r)| {
+                let be = &self.backends[r.backend];
+                let live = be.streaming
+                    || be.server.as_ref().is_some_and(|s| s.generation_tokens.is_some());
+                Candidate {
+                    attempt: *a,
+                    age: now.duration_since(r.started),
+                    expected: lat(be.latency),
+                    progressing: live && now.duration_since(be.progress.0) < PROGRESS_RECENT,
+                }
             })
             .collect();
         let picked = hedge::choose(

@@ -188,6 +188,8 @@ pub struct AdaptiveLimit {
     trim_after: Option<Instant>,
     sized_from_kv: bool,
     last_rate: Option<f64>,
+    /// When the limit last changed (or was first observed).
+    changed_at: Option<Instant>,
 }
 
 /// How long the server's queue must stay non-empty, with `running` not growing, before it
@@ -231,6 +233,7 @@ impl AdaptiveLimit {
             trim_after: None,
             sized_from_kv: false,
             last_rate: None,
+            changed_at: None,
         }
     }
 
@@ -242,6 +245,16 @@ impl AdaptiveLimit {
     /// The phase now.
     pub fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// Whether the limit is still being found: in startup, with a change in the last `within`
+    /// (a startup epoch that never ends — a backend starved of tokens by its neighbours — no
+    /// longer counts as finding anything).
+    pub fn ramping(&self, now: Instant, within: Duration) -> bool {
+        self.phase == Phase::Startup
+            && self
+                .changed_at
+                .is_none_or(|t| now.saturating_duration_since(t) < within)
     }
 
     /// The last measured throughput (tokens/s), if any.
@@ -284,6 +297,7 @@ impl AdaptiveLimit {
         let new = limit.clamp(self.cfg.min as f64, self.cfg.max as f64);
         tracing::debug!(target: "drover::limit", from = self.limit, to = new, phase = ?self.phase, rate = ?self.last_rate, why, "limit change");
         self.limit = new;
+        self.changed_at = Some(now);
         self.epoch = Some(Epoch::new(now));
     }
 
@@ -347,6 +361,7 @@ impl AdaptiveLimit {
     /// Feeds one tick; returns the new limit when it changed.
     pub fn observe(&mut self, obs: &Observation<'_>) -> Option<usize> {
         let before = self.limit();
+        self.changed_at.get_or_insert(obs.now);
         self.apply_server_signals(obs);
         let len = self.epoch_len(obs);
         let settle_fraction = self.cfg.settle_fraction;
@@ -1019,6 +1034,19 @@ mod tests {
         c.prev = Some((16.0, 100.0));
         c.decide(200.0, false, &obs(None));
         assert_eq!(c.limit(), 64);
+    }
+
+    #[test]
+    fn a_startup_without_a_step_for_a_while_no_longer_counts_as_ramping() {
+        let t0 = Instant::now();
+        let within = Duration::from_secs(10);
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        assert!(c.ramping(t0, within));
+        c.set(64.0, t0, "test");
+        assert!(c.ramping(t0 + Duration::from_secs(9), within));
+        assert!(!c.ramping(t0 + Duration::from_secs(11), within));
+        c.phase = Phase::Steady;
+        assert!(!c.ramping(t0, within), "a settled limit is not ramping");
     }
 
     #[test]
