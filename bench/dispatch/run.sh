@@ -4,6 +4,7 @@
 # against the same server and (b) the seed's Python loop (openai client + ThreadPoolExecutor);
 # then the same job over 256 simulated backends, and peak RSS at 100k and 1M tasks.
 #   bench/dispatch/run.sh            (N=200000 by default; needs wrk and the venv's openai)
+#   PARTS=cost bench/dispatch/run.sh (only some parts: any of main,256,cost,rss; default all)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DROVER=${DROVER:-target/release/drover}
@@ -27,6 +28,10 @@ python3 bench/dispatch/make_tasks.py "$N" > "$tmp/tasks.jsonl"
 python3 bench/dispatch/make_tasks.py 20000 > "$tmp/tasks20k.jsonl"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 
+PARTS=${PARTS:-main,256,cost,rss}
+part() { [[ ",$PARTS," == *",$1,"* ]]; }
+
+if part main; then
 start_sim 0 1
 for i in 1 2 3; do
   "$DROVER" run "$tmp/tasks.jsonl" -o "$tmp/out.jsonl" --overwrite -b "$B" -q --summary "$tmp/s.json"
@@ -38,13 +43,16 @@ for w in 4 64; do
   VLLM_PORTS=$port MAX_WORKERS=$w MODEL=drover-sim-instant "$PY" bench/baselines/seed_threadpool.py "$tmp/tasks20k.jsonl" "$tmp/seed.jsonl" | sed "s/^/MAX_WORKERS=$w /"
 done
 stop_sim
+fi
 
+if part 256; then
 start_sim "$(python3 -c 'print(",".join(["0"]*256))')" 256
 for i in 1 2; do
   "$DROVER" run "$tmp/tasks.jsonl" -o "$tmp/out.jsonl" --overwrite -b "$B" -q --summary "$tmp/s.json"
   echo "drover run, 256 backends, $N tasks: $(rate "$tmp/s.json") tasks/s"
 done
 stop_sim
+fi
 
 # drover's own cost per task (its CPU time, not the server's) at the same total concurrency:
 # 1 backend x 1024 in flight against 256 backends x 4, each sim in its own process.
@@ -54,11 +62,14 @@ cost() { # cost BACKENDS MAX_PER_BACKEND LABEL
   read -r kb user sys < "$tmp/t"
   echo "$3: $(rate "$tmp/s.json") tasks/s, drover CPU $(python3 -c "print(round(($user + $sys) / $N * 1e6, 1))") us/task, peak RSS $((kb / 1024)) MB"
 }
+if part cost; then
 start_sim 0 1; B1=$B; S1=$SIM_PID
 start_sim "$(python3 -c 'print(",".join(["0"]*256))')" 256; B256=$B
 for i in 1 2; do cost "$B1" 1024 "1 backend x 1024"; cost "$B256" 4 "256 backends x 4"; done
 stop_sim; kill "$S1" 2>/dev/null; wait "$S1" 2>/dev/null || true
+fi
 
+if part rss; then
 start_sim 0 1
 for n in 100000 1000000; do
   python3 bench/dispatch/make_tasks.py "$n" > "$tmp/rss.jsonl"
@@ -66,3 +77,4 @@ for n in 100000 1000000; do
   echo "peak RSS at $n tasks: $(( $(cat "$tmp/rss") / 1024 )) MB ($(rate "$tmp/s.json") tasks/s)"
 done
 stop_sim
+fi
