@@ -153,9 +153,12 @@ pub(crate) async fn probe(
         .is_ok()
 }
 
-/// Scrapes per second over the whole fleet, at most: past 100 backends the interval grows with
-/// the fleet, so the dispatcher's scraping cost per task does not grow with its size.
-const FLEET_SCRAPES_PER_S: f64 = 1000.0;
+/// Scrapes per second over the whole fleet, at most: past 25 backends the interval grows with
+/// the fleet (about 1 s at 256), so the dispatcher's scraping cost stays bounded whatever its
+/// size. At 1,000/s, 256 instant backends cost drover 1.24× the CPU per task of one backend at
+/// the same concurrency; at 250/s, 1.16× (docs/benchmarks.md). A 1 s scrape still gives the
+/// controller 3 s epochs, short next to a large fleet's jobs.
+const FLEET_SCRAPES_PER_S: f64 = 250.0;
 
 /// Scrapes a backend's metrics every `every` (longer in a large fleet: `fleet` backends share
 /// [`FLEET_SCRAPES_PER_S`]) until the loop stops listening.
