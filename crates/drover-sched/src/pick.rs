@@ -261,7 +261,11 @@ mod tests {
         let one = [v(100, false), v(375, false), v(375, false), v(200, true)];
         assert_eq!(end_share(1050, &one), Some(263));
         assert_eq!(end_share(0, &ramping), None);
-        assert_eq!(end_share(10, &[v(0, true)]), None, "one backend: nothing to share");
+        assert_eq!(
+            end_share(10, &[v(0, true)]),
+            None,
+            "one backend: nothing to share"
+        );
     }
 
     proptest! {

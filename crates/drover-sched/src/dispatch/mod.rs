@@ -106,6 +106,20 @@ impl Backend {
         }
     }
 
+    /// Its live progress marker — the server's generated-token counter, else the tokens of
+    /// streamed answers — or `None` when drover sees its tokens only at completion.
+    fn live_tokens(&self) -> Option<f64> {
+        match self.server.as_ref().and_then(|s| s.generation_tokens) {
+            Some(g) => Some(g),
+            None if self.streaming => Some(
+                self.shared
+                    .tokens
+                    .load(std::sync::atomic::Ordering::Relaxed) as f64,
+            ),
+            None => None,
+        }
+    }
+
     fn takes_work(&self) -> bool {
         !self.removed && !self.draining && self.breaker.is_closed()
     }

@@ -133,12 +133,8 @@ impl Dispatcher {
         let stall_after = self.cfg.timeout.stall_after();
         for b in 0..self.backends.len() {
             let be = &mut self.backends[b];
-            let marker = match be.server.as_ref().and_then(|s| s.generation_tokens) {
-                Some(g) => g,
-                None if be.streaming => {
-                    be.shared.tokens.load(std::sync::atomic::Ordering::Relaxed) as f64
-                }
-                None => continue,
+            let Some(marker) = be.live_tokens() else {
+                continue;
             };
             if be.in_flight == 0 || marker != be.progress.1 || !be.breaker.is_closed() {
                 be.progress = (now, marker);
@@ -276,13 +272,12 @@ impl Dispatcher {
             })
             .map(|(a, r)| {
                 let be = &self.backends[r.backend];
-                let live = be.streaming
-                    || be.server.as_ref().is_some_and(|s| s.generation_tokens.is_some());
                 Candidate {
                     attempt: *a,
                     age: now.duration_since(r.started),
                     expected: lat(be.latency),
-                    progressing: live && now.duration_since(be.progress.0) < PROGRESS_RECENT,
+                    progressing: be.live_tokens().is_some()
+                        && now.duration_since(be.progress.0) < PROGRESS_RECENT,
                 }
             })
             .collect();
