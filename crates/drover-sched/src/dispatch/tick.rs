@@ -42,6 +42,9 @@ impl Dispatcher {
                 be.removed = true;
                 if let Some(s) = be.scraper.take() {
                     s.abort();
+                    // The fleet's scrape rate is shared by the backends still scraped.
+                    self.scraped
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
         }
