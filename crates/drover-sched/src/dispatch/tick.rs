@@ -55,6 +55,12 @@ impl Dispatcher {
             let up = self.backends.iter().filter(|b| b.takes_work()).count();
             self.tasks.len().div_ceil(up.max(1))
         });
+        // Only read once the input is: some server of the fleet batches, so every backend
+        // still finding its limit may take its share of the rest (`AdaptiveLimit::take_share`).
+        let fleet_batches = work_share.is_some()
+            && self.backends.iter().any(|b| {
+                b.takes_work() && matches!(&b.limit, Limit::Adaptive(a) if a.batches_shown())
+            });
         for b in 0..self.backends.len() {
             let be = &mut self.backends[b];
             if !be.takes_work() {
@@ -94,6 +100,7 @@ impl Dispatcher {
                 server,
                 task_tokens: self.task_tokens,
                 work_share,
+                fleet_batches,
             };
             if ctl.observe(&obs).is_some() {
                 self.refresh(b);

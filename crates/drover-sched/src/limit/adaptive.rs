@@ -113,6 +113,9 @@ pub struct Observation<'a> {
     /// Once the whole input is read: the tasks left (queued or in flight) per backend taking
     /// work. A limit above it has nothing to hold, and reaching it sends the rest of the job.
     pub work_share: Option<usize>,
+    /// Whether some backend of the fleet has shown that its server batches (a startup step
+    /// that raised its throughput clearly, or a published KV-cache size).
+    pub fleet_batches: bool,
 }
 
 /// Where the controller is.
@@ -190,6 +193,12 @@ pub struct AdaptiveLimit {
     last_rate: Option<f64>,
     /// When the limit last changed (or was first observed).
     changed_at: Option<Instant>,
+    /// A startup step raised throughput clearly, or the server published its KV-cache size.
+    batches_shown: bool,
+    /// A ceiling signal (server queue, KV cache, overload) has cut the limit.
+    ceiling_seen: bool,
+    /// The limit has been raised to the work left per backend once the input was all read.
+    share_taken: bool,
 }
 
 /// How long the server's queue must stay non-empty, with `running` not growing, before it
@@ -234,6 +243,9 @@ impl AdaptiveLimit {
             sized_from_kv: false,
             last_rate: None,
             changed_at: None,
+            batches_shown: false,
+            ceiling_seen: false,
+            share_taken: false,
         }
     }
 
@@ -255,6 +267,12 @@ impl AdaptiveLimit {
             && self
                 .changed_at
                 .is_none_or(|t| now.saturating_duration_since(t) < within)
+    }
+
+    /// Whether this backend has shown that its server batches: a startup step raised its
+    /// throughput by `growth_gain` or more, or the server published its KV-cache size.
+    pub fn batches_shown(&self) -> bool {
+        self.batches_shown
     }
 
     /// The last measured throughput (tokens/s), if any.
@@ -330,11 +348,57 @@ impl AdaptiveLimit {
         self.phase = Phase::Steady;
         self.trial = None;
         self.cooldown = 4;
+        self.ceiling_seen = true;
     }
 
     fn guarded(obs: &Observation<'_>) -> bool {
         obs.server
             .is_some_and(|s| s.waiting.is_some() || s.kv_usage.is_some())
+    }
+
+    /// The end of a short job: once the whole input is read and some server of the fleet has
+    /// shown that it batches, a backend still finding its limit — in startup, or with no server
+    /// figures to bound it — takes the work left per backend at once (within 16× its limit
+    /// unless its server runs all it holds). Its own measurements cannot be trusted to get it there in time: on instances
+    /// sharing a GPU, a neighbour's jump (its prompts' prefill) reads as this backend's
+    /// overshoot, and an epoch of a few engine steps is noise (measured on an H100: two of four
+    /// instances stuck at 16–256 while the others held 375 each, the job 1.5× slower than
+    /// sending it all). What is beyond the server's batch only waits in its queue, where the
+    /// queue rule still cuts it; a backend already cut by a ceiling signal is left alone.
+    fn take_share(&mut self, obs: &Observation<'_>) {
+        let Some(share) = obs.work_share else { return };
+        let unbounded = obs.server.is_none_or(|s| s.from_client);
+        if self.share_taken
+            || self.ceiling_seen
+            || !obs.fleet_batches
+            || !(self.phase == Phase::Startup || unbounded)
+        {
+            return;
+        }
+        // A server that runs all it holds may take the whole share; one that queues part of
+        // it (fixed slots) at most 16× its limit.
+        let runs_all = obs.server.is_some_and(|s| {
+            let held = obs.in_flight as f64;
+            held >= 1.0 && s.running.is_some_and(|r| r >= 0.75 * held)
+        });
+        let share = share as f64;
+        if share < self.limit + 1.0 || (share > 16.0 * self.limit && !runs_all) {
+            return;
+        }
+        self.share_taken = true;
+        let target = share
+            .min(self.limit * self.kv_room(obs).max(1.0))
+            .min(self.cfg.max as f64);
+        if target >= self.limit + 1.0 {
+            self.trial = None;
+            self.prev = None;
+            self.phase = Phase::Steady;
+            self.set(
+                target,
+                obs.now,
+                "the rest of the job: the fleet's servers batch",
+            );
+        }
     }
 
     fn epoch_len(&self, obs: &Observation<'_>) -> Duration {
@@ -363,6 +427,7 @@ impl AdaptiveLimit {
         let before = self.limit();
         self.changed_at.get_or_insert(obs.now);
         self.apply_server_signals(obs);
+        self.take_share(obs);
         let len = self.epoch_len(obs);
         let settle_fraction = self.cfg.settle_fraction;
         let ttft = self.ttft.unwrap_or(0.0);
@@ -446,6 +511,7 @@ impl AdaptiveLimit {
             if let (Some(cap), Some(per_task)) = (s.kv_capacity_tokens, obs.task_tokens) {
                 if per_task > 0.0 {
                     self.sized_from_kv = true;
+                    self.batches_shown = true;
                     let fit = self.cfg.kv_ceiling * cap / per_task;
                     let l = fit.max(self.cfg.initial as f64);
                     if l > self.limit {
@@ -610,6 +676,9 @@ impl AdaptiveLimit {
                         self.phase = Phase::Steady;
                     }
                     prev => {
+                        if prev.is_some_and(|(_, r)| rate >= r * (1.0 + self.cfg.growth_gain)) {
+                            self.batches_shown = true;
+                        }
                         let step = match prev {
                             Some(p) => startup_step(p, (self.limit, rate)),
                             None => 2.0,
@@ -623,6 +692,7 @@ impl AdaptiveLimit {
                         // 16× the limit; the queue rule still cuts a server that only queues.
                         if let (Some(_), Some(share)) = (prev, obs.work_share) {
                             target = target.max((share as f64).min(self.limit * 16.0));
+                            self.share_taken |= target >= share as f64;
                         }
                         let target = target
                             .min(self.limit * self.kv_room(obs).max(1.0))
@@ -765,6 +835,7 @@ mod tests {
                 server: m.metrics.then_some(&view),
                 task_tokens: Some(400.0),
                 work_share: None,
+                fleet_batches: false,
             });
         }
         now
@@ -901,6 +972,7 @@ mod tests {
             server: Some(&view),
             task_tokens: Some(400.0),
             work_share: None,
+            fleet_batches: false,
         });
         assert_eq!(changed, Some(900), "0.9 * 400k / 400");
     }
@@ -928,6 +1000,7 @@ mod tests {
             server: Some(&view),
             task_tokens: None,
             work_share: None,
+            fleet_batches: false,
         });
         assert_eq!(c.limit(), 68, "75 * 0.9 / 0.99");
         assert_eq!(c.phase(), Phase::Steady);
@@ -948,6 +1021,7 @@ mod tests {
                 server: None,
                 task_tokens: None,
                 work_share: None,
+                fleet_batches: false,
             });
         }
         assert_eq!(c.limit(), 16);
@@ -977,6 +1051,7 @@ mod tests {
             server: None,
             task_tokens: None,
             work_share: None,
+            fleet_batches: false,
         };
         // An 8× model jump (32 → 256) whose next epoch reads 30 % less: back to 128, not 32.
         let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
@@ -1010,6 +1085,7 @@ mod tests {
             server: None,
             task_tokens: None,
             work_share,
+            fleet_batches: false,
         };
         // 16 → 32 doubled the rate: the 375 tasks per backend left go out at once.
         let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
@@ -1034,6 +1110,81 @@ mod tests {
         c.prev = Some((16.0, 100.0));
         c.decide(200.0, false, &obs(None));
         assert_eq!(c.limit(), 64);
+    }
+
+    #[test]
+    fn a_backend_whose_own_steps_showed_no_gain_takes_its_share_once_the_fleet_batches() {
+        let now = Instant::now();
+        let client = ServerView {
+            at: Some(now),
+            running: Some(16.0),
+            waiting: Some(0.0),
+            from_client: true,
+            ..ServerView::default()
+        };
+        let metrics = ServerView {
+            from_client: false,
+            ..client.clone()
+        };
+        let obs = |server, work_share, fleet_batches| Observation {
+            now,
+            in_flight: 16,
+            backlog: true,
+            client_tokens: 0,
+            client_tokens_live: true,
+            server,
+            task_tokens: None,
+            work_share,
+            fleet_batches,
+        };
+        // A neighbour's jump read as this backend's overshoot: back to 16, steady, on drover's
+        // own view. The fleet has shown batching and 375 tasks per backend are left: all go.
+        let settled = || {
+            let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+            c.phase = Phase::Steady;
+            c
+        };
+        let mut c = settled();
+        assert_eq!(c.observe(&obs(Some(&client), Some(375), true)), Some(375));
+        assert_eq!(c.phase(), Phase::Steady);
+        // Once only: a later cut is not undone by the same rule.
+        c.limit = 100.0;
+        assert_eq!(c.observe(&obs(Some(&client), Some(300), true)), None);
+        // Nothing yet shows the fleet batches, or the input is not all read: nothing.
+        let mut c = settled();
+        assert_eq!(c.observe(&obs(Some(&client), Some(375), false)), None);
+        assert_eq!(c.observe(&obs(Some(&client), None, true)), None);
+        // A server that queues part of what it holds (fixed slots: 4 of 16 running) takes at
+        // most 16× its limit; wait until the share fits.
+        let slots = ServerView {
+            running: Some(4.0),
+            waiting: Some(12.0),
+            ..client.clone()
+        };
+        assert_eq!(c.observe(&obs(Some(&slots), Some(375), true)), None);
+        assert_eq!(c.observe(&obs(Some(&slots), Some(200), true)), Some(200));
+        // A backend a ceiling signal has cut keeps its limit.
+        let mut c = settled();
+        c.on_overload(now);
+        assert_eq!(c.observe(&obs(Some(&client), Some(375), true)), None);
+        // A settled backend whose server publishes its figures follows them, not this rule;
+        // one still in startup takes its share.
+        let mut c = settled();
+        assert_eq!(c.observe(&obs(Some(&metrics), Some(375), true)), None);
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        assert_eq!(c.observe(&obs(Some(&metrics), Some(375), true)), Some(375));
+        // A startup step with a clear gain is what shows it.
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        assert!(!c.batches_shown());
+        c.limit = 32.0;
+        c.prev = Some((16.0, 100.0));
+        c.decide(105.0, false, &obs(None, None, false));
+        assert!(!c.batches_shown(), "5 % is noise");
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        c.limit = 32.0;
+        c.prev = Some((16.0, 100.0));
+        c.decide(150.0, false, &obs(None, None, false));
+        assert!(c.batches_shown());
     }
 
     #[test]
@@ -1062,6 +1213,7 @@ mod tests {
             server: None,
             task_tokens: None,
             work_share: None,
+            fleet_batches: false,
         };
         assert_eq!(c.epoch_len(&obs), Duration::from_secs(3));
     }
@@ -1079,6 +1231,7 @@ mod tests {
             server: None,
             task_tokens: None,
             work_share: None,
+            fleet_batches: false,
         };
         assert_eq!(c.epoch_len(&obs), Duration::from_secs(4));
     }
@@ -1125,6 +1278,7 @@ mod tests {
                 server: Some(&view),
                 task_tokens: Some(330.0),
                 work_share: None,
+                fleet_batches: false,
             };
             if c.observe(&obs).is_some() {
                 changed_at = now;
