@@ -9,10 +9,18 @@
 #   3. `drover bench` of adaptive and the fixed sweep (SWEEP) on TASKS tasks, each to the end,
 #      REPEAT times (bench.json, bench-2.json, ...);
 # and stops the fleet. Everything lands in $OUT/results.tgz (machine.sh: the device returns few
-# files), with the logs beside it; the adaptive limits' changes are logged (DROVER_LOG) into
-# run.log and bench.log.
+# files), with the logs beside it; the adaptive limits' changes, hedges and retries are logged
+# (DROVER_LOG) into run.log and bench.log, and after each step the engines' answers by HTTP
+# status and their error lines are counted into engine-health.txt.
 . bench/gpu/fleet1.sh
 B=8001,8002,8003,8004
+LOG=drover::limit=debug,drover::hedge=debug,drover::retry=debug
+health() { # health STEP: answers by status and error lines per engine since the fleet started
+  for f in /tmp/engine-logs/serve-*.log; do
+    echo "$1 $(basename "$f"): $(grep -o 'HTTP/1.1" [0-9]*' "$f" | sort | uniq -c | tr -s ' ' | paste -sd,)" \
+      "errors: $(grep -ciE 'error|traceback' "$f")"
+  done >> "$OUT/engine-health.txt"
+}
 if [ "${RUN:-1}" = 1 ]; then
   python3 - <<'PY' > /tmp/run1000.jsonl
 import json, random
@@ -21,9 +29,10 @@ words = "the report shows quarterly revenue growth across regions while costs re
 for i in range(1000):
     print(json.dumps({"id": f"gpu-{i}", "prompt": " ".join(random.choice(words) for _ in range(150)), "max_tokens": 128}))
 PY
-  DROVER_LOG=drover::limit=debug timeout 200 "$D" run /tmp/run1000.jsonl -o /tmp/run1000.results.jsonl -b $B --max-wait 30s \
+  DROVER_LOG=$LOG timeout 200 "$D" run /tmp/run1000.jsonl -o /tmp/run1000.results.jsonl -b $B --max-wait 30s \
     --report "$OUT/run.html" --summary "$OUT/run-summary.json" > "$OUT/run.log" 2>&1
   wc -l /tmp/run1000.results.jsonl >> "$OUT/run.log"; grep -v DEBUG "$OUT/run.log" | tail -8
+  health run
 fi
 if [ "${SEED:-1}" = 1 ]; then
   "$D" bench -b $B --tasks 1000 --prompt-tokens 200 --max-tokens 128 --modes serial,concurrent \
@@ -32,10 +41,11 @@ if [ "${SEED:-1}" = 1 ]; then
 fi
 for i in $(seq ${REPEAT:-1}); do
   sfx=$([ "$i" = 1 ] || echo "-$i")
-  DROVER_LOG=drover::limit=debug "$D" bench -b $B --tasks ${TASKS:-1500} --prompt-tokens 200 --max-tokens 128 --modes adaptive \
+  DROVER_LOG=$LOG "$D" bench -b $B --tasks ${TASKS:-1500} --prompt-tokens 200 --max-tokens 128 --modes adaptive \
     --sweep ${SWEEP:-1024,2048} --budget ${BUDGET:-300s} \
     --json "$OUT/bench$sfx.json" --report "$OUT/bench$sfx.html" > "$OUT/bench$sfx.log" 2>&1
-  grep -v DEBUG "$OUT/bench$sfx.log" | tail -8
+  grep -v DEBUG "$OUT/bench$sfx.log" | tail -10
+  health "bench$sfx"
 done
 .gpu/serve-tf.sh stop
 for f in /tmp/engine-logs/serve-*.log; do tail -5 "$f"; done > "$OUT/engine-tail.txt" 2>&1

@@ -195,6 +195,7 @@ impl Dispatcher {
         if overload_retry || self.cfg.retry.should_retry(&failure, counted) {
             ts.avoid = Some(b);
             let wait = self.cfg.retry.backoff(&failure, ts.attempts, &mut self.rng);
+            tracing::debug!(target: "drover::retry", task = task_id, backend = b, ?failure, ?wait, "retry");
             self.delayed.push(Reverse((Instant::now() + wait, task_id)));
             self.report.retries += 1;
         } else {

@@ -102,6 +102,8 @@ impl Dispatcher {
                 work_share,
                 fleet_batches,
             };
+            // Names the backend in the controller's debug log (`DROVER_LOG=drover::limit=debug`).
+            let _span = tracing::debug_span!(target: "drover::limit", "backend", id = b).entered();
             if ctl.observe(&obs).is_some() {
                 self.refresh(b);
             }
@@ -301,8 +303,9 @@ impl Dispatcher {
             let Some(rec) = self.attempts.get(&a) else {
                 continue;
             };
-            let (task, from) = (rec.task, rec.backend);
+            let (task, from, age) = (rec.task, rec.backend, now.duration_since(rec.started));
             if let Some(b) = self.pick(Some(from)).filter(|&b| b != from) {
+                tracing::debug!(target: "drover::hedge", task, from, to = b, ?age, "hedge");
                 self.launch(task, b, true);
                 self.report.hedges += 1;
             }

@@ -694,6 +694,12 @@ impl AdaptiveLimit {
                             target = target.max((share as f64).min(self.limit * 16.0));
                             self.share_taken |= target >= share as f64;
                         }
+                        // Nor any further: a limit above the work left per backend has nothing
+                        // to hold but what the other backends should take (on an H100, one
+                        // backend doubling to 1,024 took most of a 1,500-task job).
+                        if let Some(share) = obs.work_share {
+                            target = target.min((share as f64).max(self.limit));
+                        }
                         let target = target
                             .min(self.limit * self.kv_room(obs).max(1.0))
                             .min(self.cfg.max as f64);
@@ -1104,6 +1110,17 @@ mod tests {
         c.prev = Some((16.0, 100.0));
         c.decide(200.0, false, &obs(Some(5000)));
         assert_eq!(c.limit(), 512);
+        // No step past the work left per backend: at the share, startup ends.
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        c.limit = 375.0;
+        c.prev = Some((32.0, 300.0));
+        c.decide(900.0, false, &obs(Some(300)));
+        assert_eq!((c.limit(), c.phase()), (375, Phase::Steady));
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        c.limit = 64.0;
+        c.prev = Some((32.0, 300.0));
+        c.decide(600.0, false, &obs(Some(100)));
+        assert_eq!((c.limit(), c.phase()), (100, Phase::Startup));
         // The input not all read yet: the model step (doubling here).
         let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
         c.limit = 32.0;

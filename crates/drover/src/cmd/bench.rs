@@ -132,6 +132,14 @@ pub struct Row {
     pub failed: u64,
     /// Mean latency, seconds.
     pub mean_latency_s: Option<f64>,
+    /// Tasks answered by each backend, by index: how evenly the mode spread the work.
+    pub tasks_per_backend: Vec<u64>,
+    /// Tasks that needed more than one attempt.
+    pub retried_tasks: u64,
+    /// Hedges (copies of slow requests) sent, and the answers they won.
+    pub hedges: u64,
+    /// Answers won by a hedge.
+    pub hedge_wins: u64,
 }
 
 /// Runs `drover bench`.
@@ -281,6 +289,15 @@ async fn bench(args: BenchArgs) -> Result<u8, String> {
             } else {
                 ""
             }
+        );
+        let split: Vec<String> = row.tasks_per_backend.iter().map(u64::to_string).collect();
+        eprintln!(
+            "  {:<16} split {}; retried {}; hedges {} (won {})",
+            "",
+            split.join("/"),
+            row.retried_tasks,
+            row.hedges,
+            row.hedge_wins
         );
         rows.push(row);
         if let Some(f) = fleet {
@@ -528,6 +545,10 @@ async fn run_point(
         output_tokens_per_s: tokens as f64 / wall,
         failed: stats.failed,
         mean_latency_s: (!stats.latency_us.is_empty()).then(|| stats.latency_us.mean() / 1e6),
+        tasks_per_backend: stats.backends.iter().map(|b| b.ok).collect(),
+        retried_tasks: stats.retried_tasks,
+        hedges: result.dispatch.hedges,
+        hedge_wins: stats.hedge_wins,
     };
     Ok((row, result.stats))
 }
