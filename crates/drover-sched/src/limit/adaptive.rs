@@ -137,6 +137,9 @@ struct Epoch {
     last_tokens: Option<f64>,
     /// Readings in the measuring window that showed new tokens.
     advances: u32,
+    /// The first and the latest of those readings.
+    first_advance: Option<(Instant, f64)>,
+    last_advance: Option<(Instant, f64)>,
     ticks: u32,
     full_ticks: u32,
 }
@@ -216,6 +219,9 @@ const UNHELD_PERSISTS: Duration = Duration::from_secs(2);
 
 /// After a trim that cost throughput, how long before trimming again.
 const TRIM_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Readings with new tokens an epoch needs when drover counts streamed tokens itself.
+const CLIENT_MIN_ADVANCES: u32 = 12;
 
 /// Longest wait, after a change, for the server to run what was sent before measuring anyway.
 const MAX_SETTLE: Duration = Duration::from_secs(10);
@@ -414,6 +420,12 @@ impl AdaptiveLimit {
         Duration::from_secs_f64(secs)
     }
 
+    /// Whether the token count comes from the server's own counter.
+    fn server_counted(obs: &Observation<'_>) -> bool {
+        obs.server
+            .is_some_and(|s| s.at.is_some() && s.generation_tokens.is_some())
+    }
+
     /// The freshest token count and when it was true.
     fn reading(obs: &Observation<'_>) -> (Instant, f64) {
         match obs.server.and_then(|s| Some((s.at?, s.generation_tokens?))) {
@@ -433,6 +445,16 @@ impl AdaptiveLimit {
         let ttft = self.ttft.unwrap_or(0.0);
         let full = obs.backlog || obs.in_flight as f64 >= 0.9 * self.limit() as f64;
         let (t, tokens) = Self::reading(obs);
+        // Tokens drover counts as streamed answers arrive come in bursts, one per engine step
+        // for every request in the batch, and are read once a tick: a window of a few steps
+        // reads ±1 burst, 20-50 % at small batches (on an H100: a doubling from 16 to 32
+        // read as a fall of half, on three instances at once). A dozen steps keep that within
+        // a few per cent; a server's counter, scraped, needs only a few readings.
+        let min_advances = if obs.client_tokens_live && !Self::server_counted(obs) {
+            CLIENT_MIN_ADVANCES
+        } else {
+            3
+        };
         let ep = self.epoch.get_or_insert_with(|| Epoch::new(obs.now));
         if ep.ticks == 0 {
             ep.len = len;
@@ -459,6 +481,8 @@ impl AdaptiveLimit {
         } else if ep.last_tokens.is_some_and(|l| tokens > l) {
             ep.advances += 1;
             ep.last_tokens = Some(tokens);
+            ep.first_advance.get_or_insert((t, tokens));
+            ep.last_advance = Some((t, tokens));
         }
         // A token counter that moves in big steps (long engine steps, completion counts) needs
         // a few advances before a rate means anything; don't wait forever for them. Both
@@ -468,16 +492,27 @@ impl AdaptiveLimit {
         let measured = ep
             .first
             .map_or(Duration::ZERO, |(t0, _)| t.saturating_duration_since(t0));
-        let enough = ep.advances >= 3 || measured >= ep.len * 4;
+        let enough = ep.advances >= min_advances || measured >= ep.len * 4;
         let measured_long_enough = measured >= ep.len.mul_f64(1.0 - settle_fraction);
         if obs.now >= ep.end_at && enough && measured_long_enough {
             let ep = self.epoch.take().expect("present");
             let kept_full = ep.full_ticks * 5 >= ep.ticks * 4;
             // No token in the whole window says the engine was stalled (a long prefill, a
             // pause), not what this limit yields: such an epoch changes nothing.
-            let rate = ep.first.filter(|_| ep.advances > 0).and_then(|(t0, k0)| {
-                let dt = t.saturating_duration_since(t0).as_secs_f64();
-                (dt > 0.0).then(|| (tokens - k0).max(0.0) / dt)
+            // From the first burst to the last, when there are enough: whole engine steps,
+            // with no part-step at either end.
+            let between_advances = match (ep.advances >= 3, ep.first_advance, ep.last_advance) {
+                (true, Some((t1, k1)), Some((t2, k2))) => {
+                    let dt = t2.saturating_duration_since(t1).as_secs_f64();
+                    (dt > 0.0).then(|| (k2 - k1).max(0.0) / dt)
+                }
+                _ => None,
+            };
+            let rate = between_advances.or_else(|| {
+                ep.first.filter(|_| ep.advances > 0).and_then(|(t0, k0)| {
+                    let dt = t.saturating_duration_since(t0).as_secs_f64();
+                    (dt > 0.0).then(|| (tokens - k0).max(0.0) / dt)
+                })
             });
             self.epoch = Some(Epoch::new(obs.now));
             if let (true, Some(rate)) = (kept_full, rate) {
@@ -782,6 +817,8 @@ impl Epoch {
             first: None,
             last_tokens: None,
             advances: 0,
+            first_advance: None,
+            last_advance: None,
             ticks: 0,
             full_ticks: 0,
         }
@@ -1202,6 +1239,42 @@ mod tests {
         c.prev = Some((16.0, 100.0));
         c.decide(150.0, false, &obs(None, None, false));
         assert!(c.batches_shown());
+    }
+
+    #[test]
+    fn streamed_tokens_arriving_in_step_bursts_read_at_the_true_rate() {
+        // A batch engine: every `step` all 16 requests get a token; drover reads the count
+        // once a 50 ms tick. True rate 16 / 70 ms = 228.6 tokens/s.
+        let cfg = AdaptiveConfig {
+            max: 16,
+            ..AdaptiveConfig::default()
+        };
+        let mut c = AdaptiveLimit::new(cfg);
+        let step = Duration::from_millis(70);
+        let t0 = Instant::now();
+        let mut rates = Vec::new();
+        for k in 1..600u32 {
+            let now = t0 + Duration::from_millis(50) * k;
+            let steps = (now - t0).as_nanos() / step.as_nanos();
+            c.observe(&Observation {
+                now,
+                in_flight: 16,
+                backlog: true,
+                client_tokens: 16 * steps as u64,
+                client_tokens_live: true,
+                server: None,
+                task_tokens: None,
+                work_share: None,
+                fleet_batches: false,
+            });
+            if let Some(r) = c.last_rate().filter(|r| rates.last() != Some(r)) {
+                rates.push(r);
+            }
+        }
+        assert!(rates.len() >= 5, "{rates:?}");
+        for r in rates {
+            assert!((r / (16.0 / 0.070) - 1.0).abs() < 0.05, "{r}");
+        }
     }
 
     #[test]
