@@ -6,8 +6,8 @@
 #   1. one plain `drover run` of 1,000 tasks with its HTML report (RUN=0 skips it);
 #   2. `drover bench` of the seed's modes: serial and concurrent with N = 4, each stopped at
 #      SEED_BUDGET and rated on the tokens it received (SEED=0 skips it);
-#   3. `drover bench` of adaptive and the fixed sweep (SWEEP) on TASKS tasks, each to the end,
-#      REPEAT times (bench.json, bench-2.json, ...);
+#   3. `drover bench` of adaptive and the fixed sweep (SWEEP; SWEEP1 for the first time) on
+#      TASKS tasks, each to the end, REPEAT times (bench.json, bench-2.json, ...);
 # and stops the fleet. Everything lands in $OUT/results.tgz (machine.sh: the device returns few
 # files), with the logs beside it; the adaptive limits' changes, hedges and retries are logged
 # (DROVER_LOG) into run.log and bench.log, and after each step the engines' answers by HTTP
@@ -42,7 +42,7 @@ fi
 for i in $(seq ${REPEAT:-1}); do
   sfx=$([ "$i" = 1 ] || echo "-$i")
   DROVER_LOG=$LOG "$D" bench -b $B --tasks ${TASKS:-1500} --prompt-tokens 200 --max-tokens 128 --modes adaptive \
-    --sweep ${SWEEP:-1024,2048} --budget ${BUDGET:-300s} \
+    --sweep $([ "$i" = 1 ] && echo "${SWEEP1:-${SWEEP:-1024,2048}}" || echo "${SWEEP:-1024,2048}") --budget ${BUDGET:-300s} \
     --json "$OUT/bench$sfx.json" --report "$OUT/bench$sfx.html" > "$OUT/bench$sfx.log" 2>&1
   grep -v DEBUG "$OUT/bench$sfx.log" | tail -10
   health "bench$sfx"

@@ -276,7 +276,7 @@ impl AdaptiveLimit {
     }
 
     /// Whether this backend has shown that its server batches: a startup step raised its
-    /// throughput by `growth_gain` or more, or the server published its KV-cache size.
+    /// throughput by the startup's growth margin, or the server published its KV-cache size.
     pub fn batches_shown(&self) -> bool {
         self.batches_shown
     }
@@ -711,9 +711,9 @@ impl AdaptiveLimit {
                         self.phase = Phase::Steady;
                     }
                     prev => {
-                        if prev.is_some_and(|(_, r)| rate >= r * (1.0 + self.cfg.growth_gain)) {
-                            self.batches_shown = true;
-                        }
+                        // The gain that lets this backend jump to its share lets the others
+                        // (`take_share`): one measurement, one rule.
+                        self.batches_shown |= prev.is_some();
                         let step = match prev {
                             Some(p) => startup_step(p, (self.limit, rate)),
                             None => 2.0,
@@ -1227,13 +1227,19 @@ mod tests {
         assert_eq!(c.observe(&obs(Some(&metrics), Some(375), true)), None);
         let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
         assert_eq!(c.observe(&obs(Some(&metrics), Some(375), true)), Some(375));
-        // A startup step with a clear gain is what shows it.
+        // A startup step with the gain that keeps startup going is what shows it: 10 % on
+        // throughput alone, 3 % with queue figures (drover's own view has them).
         let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
         assert!(!c.batches_shown());
         c.limit = 32.0;
         c.prev = Some((16.0, 100.0));
         c.decide(105.0, false, &obs(None, None, false));
-        assert!(!c.batches_shown(), "5 % is noise");
+        assert!(!c.batches_shown(), "5 % is not enough on throughput alone");
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        c.limit = 32.0;
+        c.prev = Some((16.0, 100.0));
+        c.decide(105.0, true, &obs(None, None, false));
+        assert!(c.batches_shown(), "5 % is enough with queue figures");
         let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
         c.limit = 32.0;
         c.prev = Some((16.0, 100.0));
