@@ -113,8 +113,8 @@ pub struct Observation<'a> {
     /// Once the whole input is read: the tasks left (queued or in flight) per backend taking
     /// work. A limit above it has nothing to hold, and reaching it sends the rest of the job.
     pub work_share: Option<usize>,
-    /// Whether some backend of the fleet has shown that its server batches (a startup step
-    /// that raised its throughput clearly, or a published KV-cache size).
+    /// Whether some backend of the fleet has shown that its server batches
+    /// ([`AdaptiveLimit::batches_shown`]).
     pub fleet_batches: bool,
 }
 
@@ -196,7 +196,7 @@ pub struct AdaptiveLimit {
     last_rate: Option<f64>,
     /// When the limit last changed (or was first observed).
     changed_at: Option<Instant>,
-    /// A startup step raised throughput clearly, or the server published its KV-cache size.
+    /// See [`AdaptiveLimit::batches_shown`].
     batches_shown: bool,
     /// A ceiling signal (server queue, KV cache, overload) has cut the limit.
     ceiling_seen: bool,
@@ -365,12 +365,13 @@ impl AdaptiveLimit {
     /// The end of a short job: once the whole input is read and some server of the fleet has
     /// shown that it batches, a backend still finding its limit — in startup, or with no server
     /// figures to bound it — takes the work left per backend at once (within 16× its limit
-    /// unless its server runs all it holds). Its own measurements cannot be trusted to get it there in time: on instances
-    /// sharing a GPU, a neighbour's jump (its prompts' prefill) reads as this backend's
-    /// overshoot, and an epoch of a few engine steps is noise (measured on an H100: two of four
-    /// instances stuck at 16–256 while the others held 375 each, the job 1.5× slower than
-    /// sending it all). What is beyond the server's batch only waits in its queue, where the
-    /// queue rule still cuts it; a backend already cut by a ceiling signal is left alone.
+    /// unless its server runs all it holds), once. Its own measurements cannot be trusted to
+    /// get it there in time: on instances sharing a GPU, a neighbour's jump (its prompts'
+    /// prefill) reads as this backend's overshoot, and an epoch of a few engine steps is noise
+    /// (measured on an H100: two of four instances stuck at 16–256 while the others held 375
+    /// each, the job 1.5× slower than sending it all). What is beyond the server's batch only
+    /// waits in its queue, where the queue rule still cuts it; a backend already cut by a
+    /// ceiling signal is left alone.
     fn take_share(&mut self, obs: &Observation<'_>) {
         let Some(share) = obs.work_share else { return };
         let unbounded = obs.server.is_none_or(|s| s.from_client);

@@ -136,7 +136,7 @@ pub struct Row {
     pub tasks_per_backend: Vec<u64>,
     /// Tasks that needed more than one attempt.
     pub retried_tasks: u64,
-    /// Hedges (copies of slow requests) sent, and the answers they won.
+    /// Hedges (copies of slow requests) sent.
     pub hedges: u64,
     /// Answers won by a hedge.
     pub hedge_wins: u64,
