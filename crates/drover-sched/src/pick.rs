@@ -155,7 +155,8 @@ pub struct ShareView {
 }
 
 /// At the end of the input, the most requests one backend may hold while another is still
-/// finding its limit: an even share of the work left (queued and in flight).
+/// finding its limit: `share`, an even share of the work left (queued and in flight) over
+/// `backends`.
 ///
 /// Once every task is read, the tasks still queued go to whichever backends have room, and
 /// with limits still ramping that is whichever controller stepped up first — over identical
@@ -167,15 +168,14 @@ pub struct ShareView {
 /// batch: they fed the backend that already had the biggest. A backend that settles below its
 /// share gets no reservation, so the others take the rest, and hedging evens out the tail of a
 /// slower backend. `None`: no cap.
-pub fn end_share(work: usize, backends: &[ShareView]) -> Option<usize> {
-    if backends.len() < 2 || work == 0 {
+pub fn end_share(share: usize, backends: &[ShareView]) -> Option<usize> {
+    if backends.len() < 2 || share == 0 {
         return None;
     }
-    let fair = work.div_ceil(backends.len());
     backends
         .iter()
-        .any(|b| b.growing && b.in_flight < fair)
-        .then_some(fair)
+        .any(|b| b.growing && b.in_flight < share)
+        .then_some(share)
 }
 
 #[cfg(test)]
@@ -247,19 +247,20 @@ mod tests {
     #[test]
     fn end_share_holds_back_work_for_a_backend_still_ramping() {
         let v = |in_flight, growing| ShareView { in_flight, growing };
-        // 1,500 tasks over four identical instances; three limits rose to 512, the fourth
-        // is still at 256: each may hold 375, so the fourth's share waits for its next step.
+        // 1,500 tasks over four identical instances (375 each); three limits rose to 512, the
+        // fourth is still at 256: each may hold 375, so the fourth's share waits for its next step.
         let ramping = [v(256, true), v(256, true), v(256, true), v(256, true)];
-        assert_eq!(end_share(1500, &ramping), Some(375));
+        assert_eq!(end_share(375, &ramping), Some(375));
         // Every backend settled: no cap, whatever the split.
         let settled = [v(500, false), v(500, false), v(256, false), v(244, false)];
-        assert_eq!(end_share(1500, &settled), None);
+        assert_eq!(end_share(375, &settled), None);
         // The only ramping backend already holds its share: nothing to reserve.
         let full = [v(400, false), v(400, false), v(325, false), v(375, true)];
-        assert_eq!(end_share(1500, &full), None);
-        // A settled backend below its share reserves nothing; a ramping one does.
+        assert_eq!(end_share(375, &full), None);
+        // A settled backend below its share reserves nothing; a ramping one does (1,050 tasks
+        // over four: 263 each).
         let one = [v(100, false), v(375, false), v(375, false), v(200, true)];
-        assert_eq!(end_share(1050, &one), Some(263));
+        assert_eq!(end_share(263, &one), Some(263));
         assert_eq!(end_share(0, &ramping), None);
         assert_eq!(
             end_share(10, &[v(0, true)]),

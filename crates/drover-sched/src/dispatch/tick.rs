@@ -25,8 +25,9 @@ impl Dispatcher {
     pub(super) fn on_tick(&mut self, snapshot: &Arc<Mutex<FleetSnapshot>>) {
         let now = Instant::now();
         self.retire_drained();
-        self.update_limits(now);
-        self.update_share_cap(now);
+        let work_share = self.work_share();
+        self.update_limits(now, work_share);
+        self.update_share_cap(now, work_share);
         self.detect_stalls(now);
         self.start_probes(now);
         self.check_all_down(now);
@@ -50,11 +51,16 @@ impl Dispatcher {
         }
     }
 
-    fn update_limits(&mut self, now: Instant) {
-        let work_share = (self.input_closed && !self.stopping).then(|| {
+    /// Once the whole input is read: every task not yet finished (queued, waiting to retry, or
+    /// in flight) per backend taking work.
+    fn work_share(&self) -> Option<usize> {
+        (self.input_closed && !self.stopping).then(|| {
             let up = self.backends.iter().filter(|b| b.takes_work()).count();
             self.tasks.len().div_ceil(up.max(1))
-        });
+        })
+    }
+
+    fn update_limits(&mut self, now: Instant, work_share: Option<usize>) {
         // Only read once the input is: some server of the fleet batches, so every backend
         // still finding its limit may take its share of the rest (`AdaptiveLimit::take_share`).
         let fleet_batches = work_share.is_some()
@@ -112,10 +118,9 @@ impl Dispatcher {
 
     /// Holds each backend to an even share of the work left while another is still ramping
     /// its limit at the end of the input (`pick::end_share`).
-    fn update_share_cap(&mut self, now: Instant) {
-        let cap = if self.cfg.mode == Mode::Adaptive && self.input_closed && !self.stopping {
-            // Every task not yet finished: queued, waiting to retry, or in flight.
-            let work = self.tasks.len();
+    fn update_share_cap(&mut self, now: Instant, work_share: Option<usize>) {
+        let adaptive = self.cfg.mode == Mode::Adaptive;
+        let cap = work_share.filter(|_| adaptive).and_then(|share| {
             let views: Vec<ShareView> = self
                 .backends
                 .iter()
@@ -125,10 +130,8 @@ impl Dispatcher {
                     growing: matches!(&b.limit, Limit::Adaptive(a) if a.ramping(now, RESERVE_FOR)),
                 })
                 .collect();
-            end_share(work, &views)
-        } else {
-            None
-        };
+            end_share(share, &views)
+        });
         if cap != self.share_cap {
             self.share_cap = cap;
             for b in 0..self.backends.len() {

@@ -421,18 +421,14 @@ impl AdaptiveLimit {
         Duration::from_secs_f64(secs)
     }
 
-    /// Whether the token count comes from the server's own counter.
-    fn server_counted(obs: &Observation<'_>) -> bool {
-        obs.server
-            .is_some_and(|s| s.at.is_some() && s.generation_tokens.is_some())
+    /// The server's own generated-token counter and when it was scraped, if it has one.
+    fn server_reading(obs: &Observation<'_>) -> Option<(Instant, f64)> {
+        obs.server.and_then(|s| Some((s.at?, s.generation_tokens?)))
     }
 
     /// The freshest token count and when it was true.
     fn reading(obs: &Observation<'_>) -> (Instant, f64) {
-        match obs.server.and_then(|s| Some((s.at?, s.generation_tokens?))) {
-            Some(r) => r,
-            None => (obs.now, obs.client_tokens as f64),
-        }
+        Self::server_reading(obs).unwrap_or((obs.now, obs.client_tokens as f64))
     }
 
     /// Feeds one tick; returns the new limit when it changed.
@@ -451,7 +447,7 @@ impl AdaptiveLimit {
         // reads ±1 burst, 20-50 % at small batches (on an H100: a doubling from 16 to 32
         // read as a fall of half, on three instances at once). A dozen steps keep that within
         // a few per cent; a server's counter, scraped, needs only a few readings.
-        let min_advances = if obs.client_tokens_live && !Self::server_counted(obs) {
+        let min_advances = if obs.client_tokens_live && Self::server_reading(obs).is_none() {
             CLIENT_MIN_ADVANCES
         } else {
             3
@@ -503,17 +499,13 @@ impl AdaptiveLimit {
             // From the first burst to the last, when there are enough: whole engine steps,
             // with no part-step at either end.
             let between_advances = match (ep.advances >= 3, ep.first_advance, ep.last_advance) {
-                (true, Some((t1, k1)), Some((t2, k2))) => {
-                    let dt = t2.saturating_duration_since(t1).as_secs_f64();
-                    (dt > 0.0).then(|| (k2 - k1).max(0.0) / dt)
-                }
+                (true, Some(from), Some(to)) => rate_between(from, to),
                 _ => None,
             };
             let rate = between_advances.or_else(|| {
-                ep.first.filter(|_| ep.advances > 0).and_then(|(t0, k0)| {
-                    let dt = t.saturating_duration_since(t0).as_secs_f64();
-                    (dt > 0.0).then(|| (tokens - k0).max(0.0) / dt)
-                })
+                ep.first
+                    .filter(|_| ep.advances > 0)
+                    .and_then(|from| rate_between(from, (t, tokens)))
             });
             self.epoch = Some(Epoch::new(obs.now));
             if let (true, Some(rate)) = (kept_full, rate) {
@@ -784,6 +776,12 @@ impl AdaptiveLimit {
             }
         }
     }
+}
+
+/// Tokens per second between two readings of a token count, if time passed between them.
+fn rate_between((t0, k0): (Instant, f64), (t1, k1): (Instant, f64)) -> Option<f64> {
+    let dt = t1.saturating_duration_since(t0).as_secs_f64();
+    (dt > 0.0).then(|| (k1 - k0).max(0.0) / dt)
 }
 
 /// How far to jump after two startup epochs, from a model of the server's step time.
