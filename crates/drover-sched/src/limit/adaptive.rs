@@ -276,7 +276,8 @@ impl AdaptiveLimit {
     }
 
     /// Whether this backend has shown that its server batches: a startup step raised its
-    /// throughput by the startup's growth margin, or the server published its KV-cache size.
+    /// throughput by the startup's growth margin, the server published its KV-cache size, or,
+    /// once the input is all read, it ran a whole first limit at once ([`Self::see_full_batch`]).
     pub fn batches_shown(&self) -> bool {
         self.batches_shown
     }
@@ -377,7 +378,7 @@ impl AdaptiveLimit {
         let unbounded = obs.server.is_none_or(|s| s.from_client);
         if self.share_taken
             || self.ceiling_seen
-            || !obs.fleet_batches
+            || !(obs.fleet_batches || self.batches_shown)
             || !(self.phase == Phase::Startup || unbounded)
         {
             return;
@@ -405,6 +406,26 @@ impl AdaptiveLimit {
                 obs.now,
                 "the rest of the job: the fleet's servers batch",
             );
+        }
+    }
+
+    /// A job already read needs no measured step to show that a server batches: one that runs
+    /// every request of a full first limit at once (each has had tokens and none waits, in
+    /// the server's gauges or drover's own view) decodes them in one batch, while a server
+    /// with fewer slots shows the rest waiting (llama.cpp with 4 slots runs 4 of 16). The two
+    /// measured startup epochs cost seconds on a slow engine (transformers on an H100: 2–3 s
+    /// of a 58 s job, 16 then 32 in flight while a fixed 2,048 ran everything).
+    fn see_full_batch(&mut self, obs: &Observation<'_>) {
+        if self.batches_shown || self.phase != Phase::Startup || obs.work_share.is_none() {
+            return;
+        }
+        let held = obs.in_flight as f64;
+        let full = held >= 1.0 && held >= (self.cfg.initial as f64).max(0.9 * self.limit);
+        let runs_all = obs.server.is_some_and(|s| {
+            s.running.is_some_and(|r| r >= 0.9 * held) && s.waiting.is_some_and(|w| w < 1.0)
+        });
+        if full && runs_all {
+            self.batches_shown = true;
         }
     }
 
@@ -436,6 +457,7 @@ impl AdaptiveLimit {
         let before = self.limit();
         self.changed_at.get_or_insert(obs.now);
         self.apply_server_signals(obs);
+        self.see_full_batch(obs);
         self.take_share(obs);
         let len = self.epoch_len(obs);
         let settle_fraction = self.cfg.settle_fraction;
@@ -1163,6 +1185,64 @@ mod tests {
         c.prev = Some((16.0, 100.0));
         c.decide(200.0, false, &obs(None));
         assert_eq!(c.limit(), 64);
+    }
+
+    #[test]
+    fn a_job_already_read_goes_out_once_the_server_runs_a_whole_first_limit() {
+        let now = Instant::now();
+        let view = |running: f64, waiting: f64, from_client| ServerView {
+            at: Some(now),
+            running: Some(running),
+            waiting: Some(waiting),
+            from_client,
+            ..ServerView::default()
+        };
+        let obs = |server, in_flight, work_share| Observation {
+            now,
+            in_flight,
+            backlog: true,
+            client_tokens: 0,
+            client_tokens_live: true,
+            server,
+            task_tokens: None,
+            work_share,
+            fleet_batches: false,
+        };
+        // All 16 of the first limit stream tokens and 375 tasks per backend are left: they all
+        // go at once, before any epoch has ended, and the backend shows the fleet it batches.
+        let all = view(16.0, 0.0, true);
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        assert_eq!(c.observe(&obs(Some(&all), 16, Some(375))), Some(375));
+        assert!(c.batches_shown());
+        assert_eq!(c.phase(), Phase::Steady);
+        // The same from a server's own gauges (vLLM without its KV size).
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        let gauges = view(16.0, 0.0, false);
+        assert_eq!(c.observe(&obs(Some(&gauges), 16, Some(375))), Some(375));
+        // Not yet: the first tokens have not come (prefill), the limit is not full, the input
+        // is not all read, or no figures at all.
+        let not_yet = [
+            (Some(view(0.0, 16.0, true)), 16, Some(375)),
+            (Some(view(8.0, 0.0, true)), 8, Some(375)),
+            (Some(all.clone()), 16, None),
+            (None, 16, Some(375)),
+        ];
+        for (server, in_flight, share) in &not_yet {
+            let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+            assert_eq!(c.observe(&obs(server.as_ref(), *in_flight, *share)), None);
+            assert!(!c.batches_shown());
+        }
+        // Fixed slots: 4 of 16 run and the rest wait. Nothing shown; the measured climb decides.
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        let slots = view(4.0, 12.0, true);
+        for _ in 0..3 {
+            assert_eq!(c.observe(&obs(Some(&slots), 16, Some(375))), None);
+        }
+        assert!(!c.batches_shown());
+        // Only in startup: a backend settled by the measured climb keeps its rules.
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        c.phase = Phase::Steady;
+        assert_eq!(c.observe(&obs(Some(&all), 16, Some(375))), None);
     }
 
     #[test]
