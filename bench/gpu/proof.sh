@@ -18,7 +18,8 @@ LOG=drover::limit=debug,drover::hedge=debug,drover::retry=debug
 health() { # health STEP: answers by status and error lines per engine since the fleet started
   for f in /tmp/engine-logs/serve-*.log; do
     echo "$1 $(basename "$f"): $(grep -o 'HTTP/1.1" [0-9]*' "$f" | sort | uniq -c | tr -s ' ' | paste -sd,)" \
-      "errors: $(grep -ciE 'error|traceback' "$f")"
+      "errors: $(grep -ciE 'error|traceback' "$f")" \
+      "engine failures: $(grep -cE 'OutOfMemoryError|^RuntimeError' "$f")"
   done >> "$OUT/engine-health.txt"
 }
 if [ "${RUN:-1}" = 1 ]; then
