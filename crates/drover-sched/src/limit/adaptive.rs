@@ -600,8 +600,13 @@ impl AdaptiveLimit {
             } else if at.saturating_duration_since(q.since) >= persists
                 && in_flight >= self.limit * 0.9
             {
+                // What the server ran while the queue persisted, not this one reading: between
+                // a slot's last token and the next request's first, drover's own view counts
+                // that slot as waiting (on a 4-slot server with slow prefills it read 1 of 4,
+                // and the limit sat at 1 for a minute and a half).
+                let ran = q.running_max.min(in_flight);
                 self.queue = None;
-                let running_ours = (in_flight - waiting).max(self.cfg.min as f64);
+                let running_ours = (in_flight - waiting).max(ran).max(self.cfg.min as f64);
                 self.cut(running_ours, obs.now, "server queue persists");
             }
         } else {
@@ -943,6 +948,44 @@ mod tests {
             (44..=60).contains(&l),
             "limit {l} should sit at the 48 slots"
         );
+    }
+
+    #[test]
+    fn a_queue_cut_keeps_the_slots_the_server_ran_while_it_persisted() {
+        // Drover's own view of a 4-slot server without metrics: 4 of 32 have tokens, the rest
+        // wait. At the tick the queue has persisted long enough (15 s), one slot is between
+        // answers (its next request still prefilling): the cut is to the 4 slots, not to 1.
+        let t0 = Instant::now();
+        let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
+        c.limit = 32.0;
+        c.phase = Phase::Steady;
+        let mut cut = None;
+        for k in 0..=300u32 {
+            let now = t0 + Duration::from_millis(50) * k;
+            let running = if k == 300 { 1.0 } else { 4.0 };
+            let view = ServerView {
+                at: Some(now),
+                running: Some(running),
+                waiting: Some(32.0 - running),
+                from_client: true,
+                ..ServerView::default()
+            };
+            let obs = Observation {
+                now,
+                in_flight: 32,
+                backlog: true,
+                client_tokens: 0,
+                client_tokens_live: true,
+                server: Some(&view),
+                task_tokens: None,
+                work_share: None,
+                fleet_batches: false,
+            };
+            if let Some(l) = c.observe(&obs) {
+                cut = Some((k, l));
+            }
+        }
+        assert_eq!(cut, Some((300, 4)));
     }
 
     #[test]
