@@ -875,6 +875,27 @@ mod tests {
         }
     }
 
+    /// A tick with tasks waiting and tokens streamed live, the rest as given.
+    fn backlogged<'a>(
+        now: Instant,
+        in_flight: usize,
+        server: Option<&'a ServerView>,
+        work_share: Option<usize>,
+        fleet_batches: bool,
+    ) -> Observation<'a> {
+        Observation {
+            now,
+            in_flight,
+            backlog: true,
+            client_tokens: 0,
+            client_tokens_live: true,
+            server,
+            task_tokens: None,
+            work_share,
+            fleet_batches,
+        }
+    }
+
     /// Runs the controller for `secs` of 50 ms ticks against `m`, always with backlog.
     fn run(c: &mut AdaptiveLimit, m: &mut Model, start: Instant, secs: f64) -> Instant {
         let tick = Duration::from_millis(50);
@@ -970,18 +991,7 @@ mod tests {
                 from_client: true,
                 ..ServerView::default()
             };
-            let obs = Observation {
-                now,
-                in_flight: 32,
-                backlog: true,
-                client_tokens: 0,
-                client_tokens_live: true,
-                server: Some(&view),
-                task_tokens: None,
-                work_share: None,
-                fleet_batches: false,
-            };
-            if let Some(l) = c.observe(&obs) {
+            if let Some(l) = c.observe(&backlogged(now, 32, Some(&view), None, false)) {
                 cut = Some((k, l));
             }
         }
@@ -1240,17 +1250,8 @@ mod tests {
             from_client,
             ..ServerView::default()
         };
-        let obs = |server, in_flight, work_share| Observation {
-            now,
-            in_flight,
-            backlog: true,
-            client_tokens: 0,
-            client_tokens_live: true,
-            server,
-            task_tokens: None,
-            work_share,
-            fleet_batches: false,
-        };
+        let obs =
+            |server, in_flight, work_share| backlogged(now, in_flight, server, work_share, false);
         // All 16 of the first limit stream tokens and 375 tasks per backend are left: they all
         // go at once, before any epoch has ended, and the backend shows the fleet it batches.
         let all = view(16.0, 0.0, true);
@@ -1302,16 +1303,8 @@ mod tests {
             from_client: false,
             ..client.clone()
         };
-        let obs = |server, work_share, fleet_batches| Observation {
-            now,
-            in_flight: 16,
-            backlog: true,
-            client_tokens: 0,
-            client_tokens_live: true,
-            server,
-            task_tokens: None,
-            work_share,
-            fleet_batches,
+        let obs = |server, work_share, fleet_batches| {
+            backlogged(now, 16, server, work_share, fleet_batches)
         };
         // A neighbour's jump read as this backend's overshoot: back to 16, steady, on drover's
         // own view. The fleet has shown batching and 375 tasks per backend are left: all go.
