@@ -385,10 +385,7 @@ impl AdaptiveLimit {
         }
         // A server that runs all it holds may take the whole share; one that queues part of
         // it (fixed slots) at most 16× its limit.
-        let runs_all = obs.server.is_some_and(|s| {
-            let held = obs.in_flight as f64;
-            held >= 1.0 && s.running.is_some_and(|r| r >= 0.75 * held)
-        });
+        let runs_all = Self::running_share(obs).is_some_and(|r| r >= 0.75);
         let share = share as f64;
         if share < self.limit + 1.0 || (share > 16.0 * self.limit && !runs_all) {
             return;
@@ -420,13 +417,19 @@ impl AdaptiveLimit {
             return;
         }
         let held = obs.in_flight as f64;
-        let full = held >= 1.0 && held >= (self.cfg.initial as f64).max(0.9 * self.limit);
-        let runs_all = obs.server.is_some_and(|s| {
-            s.running.is_some_and(|r| r >= 0.9 * held) && s.waiting.is_some_and(|w| w < 1.0)
-        });
-        if full && runs_all {
+        let full = held >= (self.cfg.initial as f64).max(0.9 * self.limit);
+        let none_waits = obs.server.and_then(|s| s.waiting).is_some_and(|w| w < 1.0);
+        if full && none_waits && Self::running_share(obs).is_some_and(|r| r >= 0.9) {
             self.batches_shown = true;
         }
+    }
+
+    /// The share of drover's requests on this backend that its server runs, in its gauges or
+    /// drover's own view; `None` without figures or with nothing in flight.
+    fn running_share(obs: &Observation<'_>) -> Option<f64> {
+        let held = obs.in_flight as f64;
+        let running = obs.server?.running?;
+        (held >= 1.0).then(|| running / held)
     }
 
     fn epoch_len(&self, obs: &Observation<'_>) -> Duration {
@@ -1193,17 +1196,7 @@ mod tests {
     #[test]
     fn a_job_already_read_is_sent_in_one_step_once_the_server_shows_it_batches() {
         let now = Instant::now();
-        let obs = |work_share| Observation {
-            now,
-            in_flight: 32,
-            backlog: true,
-            client_tokens: 0,
-            client_tokens_live: true,
-            server: None,
-            task_tokens: None,
-            work_share,
-            fleet_batches: false,
-        };
+        let obs = |work_share| backlogged(now, 32, None, work_share, false);
         // 16 → 32 doubled the rate: the 375 tasks per backend left go out at once.
         let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
         c.limit = 32.0;
