@@ -4,7 +4,8 @@
 # against the same server and (b) the seed's Python loop (openai client + ThreadPoolExecutor);
 # then the same job over 256 simulated backends, and peak RSS at 100k and 1M tasks.
 #   bench/dispatch/run.sh            (N=200000 by default; needs wrk and the venv's openai)
-#   PARTS=cost bench/dispatch/run.sh (only some parts: any of main,256,cost,rss; default all)
+#   PARTS=cost bench/dispatch/run.sh (only some parts: any of main,256,cost,cost-instant,rss;
+#                                     default all but cost-instant)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DROVER=${DROVER:-target/release/drover}
@@ -54,21 +55,68 @@ done
 stop_sim
 fi
 
-# drover's own cost per task (its CPU time, not the server's) at the same total concurrency:
-# 1 backend x 1024 in flight against 256 backends x 4, each sim in its own process. The total
-# is pinned (--mode concurrent --workers 1024): in adaptive mode the trim takes a lone instant
-# backend's limit down to 16 in some runs, and the two sides then ran at different loads.
-cost() { # cost BACKENDS LABEL
-  /usr/bin/time -f "%M %U %S" -o "$tmp/t" "$DROVER" run "$tmp/tasks.jsonl" -o "$tmp/out.jsonl" --overwrite \
-    -b "$1" -q --summary "$tmp/s.json" --mode concurrent --workers 1024
+# drover's own cost per task (CPU time of the `drover run` process, not the server's) against
+# the number of backends, the total in flight held at 1,024 (--max-per-backend 1024/B), with
+# everything else held equal:
+# - every answer is held 20 ms and counted running meanwhile (`--preset instant --api-overhead
+#   20ms`), so that every fleet holds the same requests live (rate x 20 ms). Against instant
+#   answers the sides differ: the adaptive controller trims a lone instant backend from 1,024
+#   to 16 after 2 s ("the server holds less than half of what is in flight"), while 256
+#   backends capped at 4 each keep 1,024 live, and drover's cost per task follows the requests
+#   live (their connections, buffers and tasks fall out of cache), not the number of backends.
+#   PARTS=cost-instant runs that comparison. (--slow-rate 1 --slow-delay 20ms does not do: it
+#   delays before the engine, its gauges show nothing running, and the trim fires there too.)
+# - the sims run on the last core and drover on the others (taskset, where there are >= 2
+#   cores): a sim sharing drover's core evicts drover's caches and adds its noise to drover's
+#   CPU time; real servers are on other machines.
+pin_drover=(); pin_sim=()
+if [ "$(nproc)" -ge 2 ] && command -v taskset > /dev/null; then
+  last=$(( $(nproc) - 1 ))
+  pin_drover=(taskset -c "0-$(( last - 1 ))"); pin_sim=(taskset -c "$last")
+fi
+cost_run() { # cost_run BACKENDS COUNT → one line: count, µs/task, tasks/s, p50 latency ms, RSS MB
+  "${pin_drover[@]}" /usr/bin/time -f "%M %U %S" -o "$tmp/t" "$DROVER" run "$tmp/tasks.jsonl" -o "$tmp/out.jsonl" \
+    --overwrite -b "$1" -q --summary "$tmp/s.json" --max-per-backend $(( 1024 / $2 ))
   read -r kb user sys < "$tmp/t"
-  echo "$2: $(rate "$tmp/s.json") tasks/s, drover CPU $(python3 -c "print(round(($user + $sys) / $N * 1e6, 1))") us/task, peak RSS $((kb / 1024)) MB"
+  python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(sys.argv[2], round(($user + $sys) / $N * 1e6, 2), round(s['throughput']['tasks_per_s']), s['latency_ms']['p50'], $kb // 1024)" "$tmp/s.json" "$2"
+}
+cost_table() { # cost_table LABEL SIM_ARGS... : SIZES (1 16 64 256) backends, ROUNDS (5) interleaved rounds
+  local label=$1; shift
+  local sizes pids=() lists=()
+  read -r -a sizes <<< "${SIZES:-1 16 64 256}"
+  rm -f "$tmp"/sim-cost-*.out   # a later table must not read an earlier one's ports
+  for n in "${sizes[@]}"; do
+    "${pin_sim[@]}" "$DROVER" sim --ports "$(python3 -c "print(','.join(['0'] * $n))")" "$@" > "$tmp/sim-cost-$n.out" 2>&1 &
+    pids+=($!)
+  done
+  for n in "${sizes[@]}"; do
+    for _ in $(seq 300); do [ "$(grep -c listening "$tmp/sim-cost-$n.out" 2> /dev/null || true)" -ge "$n" ] 2> /dev/null && break; sleep 0.1; done
+    lists+=("$(grep -o '127.0.0.1:[0-9]*' "$tmp/sim-cost-$n.out" | paste -sd,)")
+  done
+  for _ in $(seq "${ROUNDS:-5}"); do for i in "${!sizes[@]}"; do cost_run "${lists[$i]}" "${sizes[$i]}"; done; done > "$tmp/cost.txt"
+  kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null || true
+  echo "$label ($N tasks, 1,024 in flight in all, drover ${pin_drover[*]:-unpinned}):"
+  python3 - "$tmp/cost.txt" <<'PY'
+import sys, collections, statistics
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    n, us, rate, p50, mb = line.split()
+    rows[int(n)].append((float(us), int(rate), float(p50), int(mb)))
+# The VM's speed drifts between rounds: each round's ratio is to that round's 1-backend run,
+# and the median of those is the figure.
+for n in sorted(rows):
+    r = rows[n]; us = statistics.median(x[0] for x in r)
+    ratio = statistics.median(x[0] / b[0] for x, b in zip(r, rows[1]))
+    print(f"  {n:3} backends: {us:5.1f} us/task, {ratio:.2f}x 1 backend (median of rounds;"
+          f" runs {' / '.join(f'{x[0]:.1f}' for x in r)}), {statistics.median(x[1] for x in r):.0f} tasks/s,"
+          f" p50 latency {statistics.median(x[2] for x in r)} ms, RSS {max(x[3] for x in r)} MB")
+PY
 }
 if part cost; then
-start_sim 0 1; B1=$B; S1=$SIM_PID
-start_sim "$(python3 -c 'print(",".join(["0"]*256))')" 256; B256=$B
-for i in 1 2 3; do cost "$B1" "1 backend x 1024"; cost "$B256" "256 backends x 4"; done
-stop_sim; kill "$S1" 2>/dev/null; wait "$S1" 2>/dev/null || true
+  cost_table "answers held 20 ms" --preset instant --api-overhead 20ms
+fi
+if part cost-instant; then
+  cost_table "instant answers" --preset instant
 fi
 
 if part rss; then

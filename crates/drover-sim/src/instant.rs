@@ -4,9 +4,16 @@
 //! second on a core shared with the client: no task, no scheduler, no prompt hashing; a request
 //! costs its token strings and one channel. Usage counts, digests and the front's metrics are the
 //! same as the stepped engine's.
+//!
+//! With `--api-overhead D` (zero in the preset) each answer is held for D instead, counted as
+//! running meanwhile, like a server that takes a fixed time per request: a client then keeps a
+//! set number of requests live (rate × D) whatever the fleet's size, which is how the
+//! dispatcher's cost per task is compared across fleet sizes (bench/dispatch/run.sh). The
+//! `--slow-rate` fault delays before the engine instead, where the gauges do not see it.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use drover_server::{
     Engine, EngineError, EngineGauges, GenEvent, GenRequest, Generation, Health, ModelInfo,
@@ -25,6 +32,10 @@ pub(crate) struct InstantEngine {
     stalled: AtomicBool,
     /// Requests submitted while stalled, answered when the stall ends.
     held: Mutex<Vec<(AnswerPlan, mpsc::Sender<GenEvent>)>>,
+    /// How long each answer is held (`api_overhead`, scaled); zero: answered at once.
+    hold: Duration,
+    /// Answers being held.
+    holding: Arc<AtomicU64>,
 }
 
 impl InstantEngine {
@@ -32,6 +43,8 @@ impl InstantEngine {
         InstantEngine {
             lifecycle: Lifecycle::new(&config),
             draws: Draws::new(config.seed, 1),
+            hold: config.params.api_overhead.mul_f64(config.time_scale),
+            holding: Arc::default(),
             config,
             stalled: AtomicBool::new(false),
             held: Mutex::new(Vec::new()),
@@ -75,8 +88,16 @@ impl Engine for InstantEngine {
                 .lock()
                 .expect("held lock")
                 .push((admitted.plan, tx));
-        } else {
+        } else if self.hold.is_zero() {
             answer(&admitted.plan, &tx);
+        } else {
+            let (hold, holding) = (self.hold, self.holding.clone());
+            holding.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                tokio::time::sleep(hold).await;
+                answer(&admitted.plan, &tx);
+                holding.fetch_sub(1, Ordering::Relaxed);
+            });
         }
         Ok(Generation {
             prompt_tokens: admitted.prompt_tokens,
@@ -86,6 +107,7 @@ impl Engine for InstantEngine {
 
     fn gauges(&self) -> EngineGauges {
         EngineGauges {
+            running: self.holding.load(Ordering::Relaxed),
             waiting: self.held.lock().expect("held lock").len() as u64,
             block_size: self.config.params.block_size,
             num_gpu_blocks: u64::from(self.config.params.num_kv_blocks),

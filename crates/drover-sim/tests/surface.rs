@@ -328,6 +328,45 @@ async fn instant_preset_answers_without_delay() {
 }
 
 #[tokio::test]
+async fn instant_with_an_api_overhead_holds_each_answer_and_counts_it_running() {
+    let mut config = SimConfig::preset("instant").unwrap();
+    config.params.api_overhead = Duration::from_millis(400);
+    let fleet = fleet(vec![config]).await;
+    let url = fleet.urls()[0].clone();
+    let c = client();
+    let mut answers = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let (c, url) = (c.clone(), url.clone());
+        answers.spawn(async move {
+            let start = Instant::now();
+            let body = json!({"messages": [{"role": "user", "content": format!("held {i}")}]});
+            let (status, _, _) = post(&c, &url, "/v1/chat/completions", &body).await;
+            (status, start.elapsed())
+        });
+    }
+    // All eight are held at once, and the server's gauge says so (what drover's controller
+    // reads: a hold outside the gauges would look like a server holding nothing).
+    let mut running = 0.0;
+    for _ in 0..30 {
+        let (_, metrics) = get(&c, &url, "/metrics").await.unwrap();
+        running = metric(&metrics, "vllm:num_requests_running");
+        if running == 8.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(running, 8.0);
+    while let Some(done) = answers.join_next().await {
+        let (status, took) = done.unwrap();
+        assert_eq!(status, 200);
+        assert!(took >= Duration::from_millis(400), "answered after {took:?}");
+    }
+    let (_, metrics) = get(&c, &url, "/metrics").await.unwrap();
+    assert_eq!(metric(&metrics, "vllm:num_requests_running"), 0.0);
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_fleet_of_256_instances_serves() {
     let fleet = fleet(vec![fast(); 256]).await;
     assert_eq!(fleet.len(), 256);
