@@ -12,17 +12,24 @@ DROVER=${DROVER:-target/release/drover}
 PY=${DROVER_PYTHON:-.venv/bin/python}
 N=${N:-200000}
 tmp=$(mktemp -d)
-SIM_PID=
-trap 'stop_sim; rm -rf "$tmp"' EXIT
+SIM_PID=; SIM_PIDS=(); SIM_PREFIX=()
+trap 'stop_sim "${SIM_PIDS[@]}"; rm -rf "$tmp"' EXIT
 
-start_sim() { # start_sim PORTS_SPEC COUNT → sets SIM_PID and B (the backend list)
-  "$DROVER" sim --ports "$1" --preset instant > "$tmp/sim-$2.out" 2>&1 &
-  SIM_PID=$!
-  local n=0
-  for _ in $(seq 300); do n=$(grep -c listening "$tmp/sim-$2.out" || true); [ "$n" -ge "$2" ] && break; sleep 0.1; done
-  B=$(grep -o '127.0.0.1:[0-9]*' "$tmp/sim-$2.out" | paste -sd,)
+# start_sim PORTS_SPEC COUNT [SIM_ARGS...] → sets SIM_PID and B (the backend list). SIM_ARGS
+# default to --preset instant; SIM_PREFIX (e.g. taskset) goes before the command.
+start_sim() {
+  local spec=$1 n=$2; shift 2
+  [ $# -gt 0 ] || set -- --preset instant
+  rm -f "$tmp/sim-$n.out"   # an earlier sim of the same size must not lend its ports
+  "${SIM_PREFIX[@]}" "$DROVER" sim --ports "$spec" "$@" > "$tmp/sim-$n.out" 2>&1 &
+  SIM_PID=$!; SIM_PIDS+=("$SIM_PID")
+  for _ in $(seq 300); do [ "$(grep -c listening "$tmp/sim-$n.out" 2> /dev/null || true)" -ge "$n" ] && break; sleep 0.1; done
+  B=$(grep -o '127.0.0.1:[0-9]*' "$tmp/sim-$n.out" | paste -sd,)
 }
-stop_sim() { kill "$SIM_PID" 2>/dev/null || true; wait "$SIM_PID" 2>/dev/null || true; }
+stop_sim() { # stop_sim [PIDS...] (default: the last started)
+  [ $# -gt 0 ] || set -- "$SIM_PID"
+  kill "$@" 2>/dev/null || true; wait "$@" 2>/dev/null || true
+}
 rate() { python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(f\"{s['throughput']['tasks_per_s']:.0f}\")" "$1"; }
 
 python3 bench/dispatch/make_tasks.py "$N" > "$tmp/tasks.jsonl"
@@ -84,17 +91,13 @@ cost_table() { # cost_table LABEL SIM_ARGS... : SIZES (1 16 64 256) backends, RO
   local label=$1; shift
   local sizes pids=() lists=()
   read -r -a sizes <<< "${SIZES:-1 16 64 256}"
-  rm -f "$tmp"/sim-cost-*.out   # a later table must not read an earlier one's ports
+  local SIM_PREFIX=("${pin_sim[@]}")
   for n in "${sizes[@]}"; do
-    "${pin_sim[@]}" "$DROVER" sim --ports "$(python3 -c "print(','.join(['0'] * $n))")" "$@" > "$tmp/sim-cost-$n.out" 2>&1 &
-    pids+=($!)
-  done
-  for n in "${sizes[@]}"; do
-    for _ in $(seq 300); do [ "$(grep -c listening "$tmp/sim-cost-$n.out" 2> /dev/null || true)" -ge "$n" ] 2> /dev/null && break; sleep 0.1; done
-    lists+=("$(grep -o '127.0.0.1:[0-9]*' "$tmp/sim-cost-$n.out" | paste -sd,)")
+    start_sim "$(python3 -c "print(','.join(['0'] * $n))")" "$n" "$@"
+    pids+=("$SIM_PID"); lists+=("$B")
   done
   for _ in $(seq "${ROUNDS:-5}"); do for i in "${!sizes[@]}"; do cost_run "${lists[$i]}" "${sizes[$i]}"; done; done > "$tmp/cost.txt"
-  kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null || true
+  stop_sim "${pids[@]}"
   echo "$label ($N tasks, 1,024 in flight in all, drover ${pin_drover[*]:-unpinned}):"
   python3 - "$tmp/cost.txt" <<'PY'
 import sys, collections, statistics
@@ -102,12 +105,13 @@ rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     n, us, rate, p50, mb = line.split()
     rows[int(n)].append((float(us), int(rate), float(p50), int(mb)))
-# The VM's speed drifts between rounds: each round's ratio is to that round's 1-backend run,
-# and the median of those is the figure.
+# The VM's speed drifts between rounds: each round's ratio is to that round's run of the
+# smallest fleet (1 backend by default), and the median of those is the figure.
+base = rows[min(rows)]
 for n in sorted(rows):
     r = rows[n]; us = statistics.median(x[0] for x in r)
-    ratio = statistics.median(x[0] / b[0] for x, b in zip(r, rows[1]))
-    print(f"  {n:3} backends: {us:5.1f} us/task, {ratio:.2f}x 1 backend (median of rounds;"
+    ratio = statistics.median(x[0] / b[0] for x, b in zip(r, base))
+    print(f"  {n:3} backends: {us:5.1f} us/task, {ratio:.2f}x the {min(rows)}-backend run (median of rounds;"
           f" runs {' / '.join(f'{x[0]:.1f}' for x in r)}), {statistics.median(x[1] for x in r):.0f} tasks/s,"
           f" p50 latency {statistics.median(x[2] for x in r)} ms, RSS {max(x[3] for x in r)} MB")
 PY

@@ -76,10 +76,15 @@ impl Names {
         [self.running, self.waiting, self.kv, self.generated]
             .iter()
             .any(|names| names.contains(&name))
-            || name == "vllm:cache_config_info"
-            || name == "sglang:max_total_num_tokens"
+            || name == VLLM_CACHE_CONFIG
+            || name == SGLANG_KV_TOKENS
     }
 }
+
+/// vLLM's KV-cache size, as labels (`num_gpu_blocks`, `block_size`) of an info metric.
+const VLLM_CACHE_CONFIG: &str = "vllm:cache_config_info";
+/// SGLang's KV-cache size in tokens.
+const SGLANG_KV_TOKENS: &str = "sglang:max_total_num_tokens";
 
 const ENGINES: &[Names] = &[
     Names {
@@ -193,14 +198,14 @@ pub fn parse_metrics(text: &str) -> Option<LoadSignals> {
                 kv_n += 1;
             } else if names.generated.contains(&name) {
                 add(&mut s.generation_tokens);
-            } else if name == "vllm:cache_config_info" {
+            } else if name == VLLM_CACHE_CONFIG {
                 let blocks = label(labels, "num_gpu_blocks").and_then(|b| b.parse::<f64>().ok());
                 let size = label(labels, "block_size").and_then(|b| b.parse::<f64>().ok());
                 if let (Some(b), Some(sz)) = (blocks, size) {
                     add(&mut s.kv_capacity_tokens);
                     s.kv_capacity_tokens = s.kv_capacity_tokens.map(|t| t - v + b * sz);
                 }
-            } else if name == "sglang:max_total_num_tokens" {
+            } else if name == SGLANG_KV_TOKENS {
                 add(&mut s.kv_capacity_tokens);
             }
         }
