@@ -18,6 +18,8 @@ pub struct BackendAddr {
     /// The endpoints' URIs, parsed once: URL parsing cost more per request than the rest of
     /// the dispatcher together.
     endpoints: [http::Uri; 3],
+    /// `{root}/metrics`, parsed once: a large fleet is scraped hundreds of times a second.
+    metrics: http::Uri,
 }
 
 /// A backend string that is not an address.
@@ -100,11 +102,15 @@ impl BackendAddr {
             parse(Endpoint::Completions)?,
             parse(Endpoint::Embeddings)?,
         ];
+        let metrics = format!("{root}/metrics")
+            .parse::<http::Uri>()
+            .map_err(|err| err.to_string())?;
         Ok(BackendAddr {
             base,
             label: authority.to_string(),
             root,
             endpoints,
+            metrics,
         })
     }
 
@@ -115,6 +121,11 @@ impl BackendAddr {
             Endpoint::Completions => 1,
             Endpoint::Embeddings => 2,
         }]
+    }
+
+    /// The URI of the server's Prometheus metrics, `{root}/metrics`.
+    pub fn metrics_uri(&self) -> &http::Uri {
+        &self.metrics
     }
 
     /// `{base}/{path}`, e.g. `url("chat/completions")`.
@@ -191,6 +202,13 @@ mod tests {
         assert_eq!(
             BackendAddr::parse("8001").unwrap().url("chat/completions"),
             "http://127.0.0.1:8001/v1/chat/completions"
+        );
+        assert_eq!(
+            BackendAddr::parse("https://api.example.com/openai/v1")
+                .unwrap()
+                .metrics_uri()
+                .to_string(),
+            "https://api.example.com/metrics"
         );
     }
 

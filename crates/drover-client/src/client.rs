@@ -35,9 +35,8 @@ impl Default for ClientConfig {
 #[error("cannot build the HTTP client: {0}")]
 pub struct ClientError(#[source] reqwest::Error);
 
-/// The hot path's HTTP/1.1 client: hyper directly. reqwest (kept for the occasional health,
-/// model and metrics requests) re-parsed every URL twice per request, which cost more than the
-/// whole dispatch loop.
+/// The hot path's HTTP/1.1 client: hyper directly. reqwest (kept for the occasional health
+/// probe) re-parsed every URL twice per request, which cost more than the whole dispatch loop.
 type FastClient = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     http_body_util::Full<Bytes>,
@@ -48,6 +47,10 @@ type FastClient = hyper_util::client::legacy::Client<
 pub struct Client {
     pub(crate) http: reqwest::Client,
     fast: FastClient,
+    /// Model listings and metrics scrapes: the same client as `fast` with a pool of its own, so
+    /// that a backend's scrapes keep one connection (the one discovery opened) and never take
+    /// one its requests were about to reuse.
+    control: FastClient,
     pub(crate) api_key: Option<Arc<str>>,
     auth: Option<http::HeaderValue>,
 }
@@ -201,10 +204,12 @@ impl Client {
             .https_or_http()
             .enable_http1()
             .wrap_connector(connector);
-        let fast =
+        let pool = || {
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
-                .build(https);
+                .build(https.clone())
+        };
+        let (fast, control) = (pool(), pool());
         let auth = config.api_key.as_ref().and_then(|k| {
             let mut v = http::HeaderValue::from_str(&format!("Bearer {k}")).ok()?;
             v.set_sensitive(true);
@@ -213,6 +218,7 @@ impl Client {
         Ok(Client {
             http,
             fast,
+            control,
             api_key: config.api_key.map(Arc::from),
             auth,
         })
@@ -322,6 +328,38 @@ impl Client {
                 ),
             )),
         }
+    }
+
+    /// `GET uri` over the control pool: status and whole body within `timeout`.
+    pub(crate) async fn fetch(
+        &self,
+        uri: &http::Uri,
+        timeout: Duration,
+    ) -> Result<(u16, Bytes), FetchError> {
+        let mut req = http::Request::get(uri.clone());
+        if let Some(a) = &self.auth {
+            req = req.header(http::header::AUTHORIZATION, a.clone());
+        }
+        let req = req
+            .body(http_body_util::Full::new(Bytes::new()))
+            .map_err(|e| FetchError::Other(format!("cannot build the request: {e}")))?;
+        let work = async {
+            let resp = self.control.request(req).await.map_err(|e| {
+                if e.is_connect() {
+                    FetchError::Connect(error_chain(&e))
+                } else {
+                    FetchError::Other(error_chain(&e))
+                }
+            })?;
+            let status = resp.status().as_u16();
+            let body = read_all(resp.into_body())
+                .await
+                .map_err(|e| FetchError::Other(error_chain(&e)))?;
+            Ok((status, body))
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| FetchError::Timeout(format!("no answer within {}", humanize(timeout))))?
     }
 
     /// `GET /health`: whether the backend says it is serving.
@@ -599,6 +637,25 @@ fn classify_request(e: hyper_util::client::legacy::Error) -> AttemptError {
         Failure::Reset
     };
     AttemptError::new(failure, error_chain(&e))
+}
+
+/// Why a [`Client::fetch`] got no answer.
+#[derive(Debug)]
+pub(crate) enum FetchError {
+    /// No connection could be opened.
+    Connect(String),
+    /// Nothing (or not all of it) within the time allowed.
+    Timeout(String),
+    /// The connection broke, or the request could not be made.
+    Other(String),
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Connect(m) | FetchError::Timeout(m) | FetchError::Other(m) => f.write_str(m),
+        }
+    }
 }
 
 /// A response body that broke off.

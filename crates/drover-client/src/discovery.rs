@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::addr::BackendAddr;
-use crate::client::{Client, error_chain};
+use crate::client::{Client, FetchError};
 
 /// One served model.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -76,22 +76,26 @@ impl Client {
         timeout: Duration,
     ) -> Result<Models, DiscoveryError> {
         let url = backend.url("models");
-        let resp = match self.get(url.clone()).timeout(timeout).send().await {
+        let uri = url.parse::<http::Uri>().map_err(|e| DiscoveryError::Unlisted {
+            url: url.clone(),
+            detail: e.to_string(),
+        })?;
+        // Over the control pool, like the scrape that follows: the two share one connection.
+        let (status, bytes) = match self.fetch(&uri, timeout).await {
             Ok(r) => r,
-            Err(e) if e.is_connect() || e.is_timeout() => {
+            Err(e @ (FetchError::Connect(_) | FetchError::Timeout(_))) => {
                 return Err(DiscoveryError::Unreachable {
                     base: backend.base.clone(),
-                    detail: error_chain(&e),
+                    detail: e.to_string(),
                 });
             }
             Err(e) => {
                 return Err(DiscoveryError::Unlisted {
                     url,
-                    detail: error_chain(&e),
+                    detail: e.to_string(),
                 });
             }
         };
-        let status = resp.status().as_u16();
         match status {
             200..=299 => {}
             404 => {
@@ -108,10 +112,6 @@ impl Client {
                 });
             }
         }
-        let bytes = resp.bytes().await.map_err(|e| DiscoveryError::Unlisted {
-            url: url.clone(),
-            detail: error_chain(&e),
-        })?;
         serde_json::from_slice::<Models>(&bytes).map_err(|e| DiscoveryError::Unlisted {
             url,
             detail: format!("not a model list: {e}"),

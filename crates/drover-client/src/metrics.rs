@@ -68,16 +68,17 @@ struct Names {
     waiting: &'static [&'static str],
     kv: &'static [&'static str],
     generated: &'static [&'static str],
+    /// The KV-cache size: vLLM gives it as labels of an info metric, SGLang as a value.
+    kv_size: Option<&'static str>,
 }
 
 impl Names {
     /// Whether `parse_metrics` reads this metric for this engine.
-    fn uses(&self, name: &str) -> bool {
+    fn uses(&self, name: &[u8]) -> bool {
         [self.running, self.waiting, self.kv, self.generated]
             .iter()
-            .any(|names| names.contains(&name))
-            || name == VLLM_CACHE_CONFIG
-            || name == SGLANG_KV_TOKENS
+            .any(|names| names.iter().any(|n| n.as_bytes() == name))
+            || self.kv_size.is_some_and(|n| n.as_bytes() == name)
     }
 }
 
@@ -86,13 +87,14 @@ const VLLM_CACHE_CONFIG: &str = "vllm:cache_config_info";
 /// SGLang's KV-cache size in tokens.
 const SGLANG_KV_TOKENS: &str = "sglang:max_total_num_tokens";
 
-const ENGINES: &[Names] = &[
+const ENGINES: [Names; 4] = [
     Names {
         engine: EngineKind::Vllm,
         running: &["vllm:num_requests_running"],
         waiting: &["vllm:num_requests_waiting"],
         kv: &["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"],
         generated: &["vllm:generation_tokens_total"],
+        kv_size: Some(VLLM_CACHE_CONFIG),
     },
     Names {
         engine: EngineKind::Sglang,
@@ -100,6 +102,7 @@ const ENGINES: &[Names] = &[
         waiting: &["sglang:num_queue_reqs"],
         kv: &["sglang:token_usage"],
         generated: &["sglang:generation_tokens_total"],
+        kv_size: Some(SGLANG_KV_TOKENS),
     },
     Names {
         engine: EngineKind::LlamaCpp,
@@ -107,6 +110,7 @@ const ENGINES: &[Names] = &[
         waiting: &["llamacpp:requests_deferred"],
         kv: &["llamacpp:kv_cache_usage_ratio"],
         generated: &["llamacpp:tokens_predicted_total"],
+        kv_size: None,
     },
     Names {
         engine: EngineKind::Tgi,
@@ -114,26 +118,30 @@ const ENGINES: &[Names] = &[
         waiting: &["tgi_queue_size"],
         kv: &[],
         generated: &["tgi_request_generated_tokens_sum"],
+        kv_size: None,
     },
 ];
 
-/// The sample lines whose metric name passes `wanted`: name, labels (raw), value. The name is
-/// checked before the labels and the value are parsed: a vLLM exposition is mostly histogram
-/// buckets no engine's signals use, and at 256 backends the fleet's scrapes parse 250 of them
-/// a second.
+/// The sample lines whose metric name passes `wanted`: name, labels (raw), value.
+///
+/// Works on the raw bytes, and checks a line's name before anything else is decoded or parsed:
+/// an exposition is mostly histogram buckets no signal uses (a vLLM one is about 17 KB, of
+/// which a handful of lines matter), and at 256 backends the fleet is scraped 250 times a
+/// second. Decoding the whole body as text first cost more than the parsing.
 fn samples<'a>(
-    text: &'a str,
-    wanted: impl Fn(&str) -> bool + 'a,
+    text: &'a [u8],
+    wanted: impl Fn(&[u8]) -> bool + 'a,
 ) -> impl Iterator<Item = (&'a str, &'a str, f64)> {
-    text.lines().filter_map(move |line| {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+    text.split(|&b| b == b'\n').filter_map(move |line| {
+        let line = line.trim_ascii();
+        if line.first().is_none_or(|&b| b == b'#') {
             return None;
         }
-        let i = line.find(['{', ' '])?;
+        let i = line.iter().position(|&b| matches!(b, b'{' | b' ' | b'\t'))?;
         if !wanted(&line[..i]) {
             return None;
         }
+        let line = std::str::from_utf8(line).ok()?;
         let (name, labels, rest) = if line.as_bytes()[i] == b'{' {
             let close = label_end(&line[i..])? + i;
             (&line[..i], &line[i + 1..close], &line[close + 1..])
@@ -175,72 +183,95 @@ fn label<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
     None
 }
 
-/// Reads the signals of the first engine whose names appear; `None` when none do.
-pub fn parse_metrics(text: &str) -> Option<LoadSignals> {
-    for names in ENGINES {
-        let mut s = LoadSignals {
-            engine: names.engine,
-            running: None,
-            waiting: None,
-            kv_usage: None,
-            generation_tokens: None,
-            kv_capacity_tokens: None,
-        };
-        let mut kv_n = 0u32;
-        for (name, labels, v) in samples(text, |name| names.uses(name)) {
-            let add = |slot: &mut Option<f64>| *slot = Some(slot.unwrap_or(0.0) + v);
-            if names.running.contains(&name) {
-                add(&mut s.running);
-            } else if names.waiting.contains(&name) {
-                add(&mut s.waiting);
-            } else if names.kv.first() == Some(&name) || (names.kv.contains(&name) && kv_n == 0) {
-                add(&mut s.kv_usage);
-                kv_n += 1;
-            } else if names.generated.contains(&name) {
-                add(&mut s.generation_tokens);
-            } else if name == VLLM_CACHE_CONFIG {
-                let blocks = label(labels, "num_gpu_blocks").and_then(|b| b.parse::<f64>().ok());
-                let size = label(labels, "block_size").and_then(|b| b.parse::<f64>().ok());
-                if let (Some(b), Some(sz)) = (blocks, size) {
-                    add(&mut s.kv_capacity_tokens);
-                    s.kv_capacity_tokens = s.kv_capacity_tokens.map(|t| t - v + b * sz);
-                }
-            } else if name == SGLANG_KV_TOKENS {
-                add(&mut s.kv_capacity_tokens);
+/// One engine's signals while the exposition is read.
+#[derive(Default)]
+struct Found {
+    running: Option<f64>,
+    waiting: Option<f64>,
+    kv_usage: Option<f64>,
+    /// KV-use samples added (the deprecated vLLM alias counts only when alone).
+    kv_n: u32,
+    generation_tokens: Option<f64>,
+    kv_capacity_tokens: Option<f64>,
+}
+
+impl Found {
+    fn add(&mut self, names: &Names, name: &str, labels: &str, v: f64) {
+        let add = |slot: &mut Option<f64>, v: f64| *slot = Some(slot.unwrap_or(0.0) + v);
+        if names.running.contains(&name) {
+            add(&mut self.running, v);
+        } else if names.waiting.contains(&name) {
+            add(&mut self.waiting, v);
+        } else if names.kv.first() == Some(&name) || (names.kv.contains(&name) && self.kv_n == 0)
+        {
+            add(&mut self.kv_usage, v);
+            self.kv_n += 1;
+        } else if names.generated.contains(&name) {
+            add(&mut self.generation_tokens, v);
+        } else if name == VLLM_CACHE_CONFIG {
+            let blocks = label(labels, "num_gpu_blocks").and_then(|b| b.parse::<f64>().ok());
+            let size = label(labels, "block_size").and_then(|b| b.parse::<f64>().ok());
+            if let (Some(b), Some(sz)) = (blocks, size) {
+                add(&mut self.kv_capacity_tokens, b * sz);
             }
-        }
-        if kv_n > 1 {
-            s.kv_usage = s.kv_usage.map(|k| k / f64::from(kv_n));
-        }
-        if s.running.is_some() || s.waiting.is_some() || s.generation_tokens.is_some() {
-            return Some(s);
+        } else if name == SGLANG_KV_TOKENS {
+            add(&mut self.kv_capacity_tokens, v);
         }
     }
-    None
+
+    /// The signals, when this engine's names appeared.
+    fn signals(self, engine: EngineKind) -> Option<LoadSignals> {
+        (self.running.is_some() || self.waiting.is_some() || self.generation_tokens.is_some())
+            .then(|| LoadSignals {
+                engine,
+                running: self.running,
+                waiting: self.waiting,
+                kv_usage: if self.kv_n > 1 {
+                    self.kv_usage.map(|k| k / f64::from(self.kv_n))
+                } else {
+                    self.kv_usage
+                },
+                generation_tokens: self.generation_tokens,
+                kv_capacity_tokens: self.kv_capacity_tokens,
+            })
+    }
+}
+
+/// Reads the signals of the first engine (in the table's order) whose names appear; `None`
+/// when none do. One pass over the exposition, whichever engine it is.
+pub fn parse_metrics(text: impl AsRef<[u8]>) -> Option<LoadSignals> {
+    let mut found: [Found; ENGINES.len()] = Default::default();
+    for (name, labels, v) in samples(text.as_ref(), |n| ENGINES.iter().any(|e| e.uses(n))) {
+        for (names, f) in ENGINES.iter().zip(&mut found) {
+            if names.uses(name.as_bytes()) {
+                f.add(names, name, labels, v);
+            }
+        }
+    }
+    ENGINES
+        .iter()
+        .zip(found)
+        .find_map(|(names, f)| f.signals(names.engine))
 }
 
 impl Client {
     /// Scrapes `/metrics`. `Ok(None)`: the backend has no metrics we understand.
+    ///
+    /// Over the control pool, with the URI parsed once: a scrape parses no URL and reuses the
+    /// backend's one control connection.
     pub async fn scrape(
         &self,
         backend: &BackendAddr,
         timeout: Duration,
     ) -> Result<Option<LoadSignals>, String> {
-        let resp = self
-            .get(backend.root_url("metrics"))
-            .timeout(timeout)
-            .send()
+        let (status, body) = self
+            .fetch(backend.metrics_uri(), timeout)
             .await
-            .map_err(|e| crate::client::error_chain(&e))?;
-        if !resp.status().is_success() {
+            .map_err(|e| e.to_string())?;
+        if !(200..300).contains(&status) {
             return Ok(None);
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| crate::client::error_chain(&e))?;
-        // Borrowed when the body is UTF-8 (it always is in practice): no decoding copy.
-        Ok(parse_metrics(&String::from_utf8_lossy(&body)))
+        Ok(parse_metrics(&body))
     }
 }
 
@@ -286,6 +317,24 @@ vllm:time_to_first_token_seconds_bucket{engine="0",le="0.001",model_name="m"} 0.
     }
 
     #[test]
+    fn one_pass_keeps_the_table_order_and_each_engines_own_kv_size() {
+        // SGLang's lines first, then vLLM's: vLLM, first in the table, is the one read, and
+        // SGLang's KV size is not taken for vLLM's.
+        let text = "sglang:num_running_reqs 4\nsglang:max_total_num_tokens 90000\n\
+                    vllm:num_requests_running{engine=\"0\"} 2\n";
+        let s = parse_metrics(text).unwrap();
+        assert_eq!(
+            (s.engine, s.running, s.kv_capacity_tokens),
+            (EngineKind::Vllm, Some(2.0), None)
+        );
+        let s = parse_metrics("tgi_queue_size 3\ntgi_batch_current_size\t5\n").unwrap();
+        assert_eq!(
+            (s.engine, s.running, s.waiting),
+            (EngineKind::Tgi, Some(5.0), Some(3.0))
+        );
+    }
+
+    #[test]
     fn unknown_metrics_are_none() {
         assert!(parse_metrics("process_cpu_seconds_total 3\n").is_none());
         assert!(parse_metrics("").is_none());
@@ -293,7 +342,7 @@ vllm:time_to_first_token_seconds_bucket{engine="0",le="0.001",model_name="m"} 0.
 
     #[test]
     fn labels_with_braces_in_quotes() {
-        let v: Vec<_> = samples("x{a=\"}{\",b=\"2\"} 7 1700000000\n", |_| true).collect();
+        let v: Vec<_> = samples(b"x{a=\"}{\",b=\"2\"} 7 1700000000\n", |_| true).collect();
         assert_eq!(v, vec![("x", "a=\"}{\",b=\"2\"", 7.0)]);
         assert_eq!(label("a=\"}{\",b=\"2\"", "b"), Some("2"));
     }
