@@ -74,11 +74,17 @@ struct Names {
 
 impl Names {
     /// Whether `parse_metrics` reads this metric for this engine.
-    fn uses(&self, name: &[u8]) -> bool {
+    fn uses(&self, name: &str) -> bool {
+        self.all().any(|n| n == name)
+    }
+
+    /// Every metric name this engine's signals read.
+    fn all(&self) -> impl Iterator<Item = &'static str> {
         [self.running, self.waiting, self.kv, self.generated]
-            .iter()
-            .any(|names| names.iter().any(|n| n.as_bytes() == name))
-            || self.kv_size.is_some_and(|n| n.as_bytes() == name)
+            .into_iter()
+            .flatten()
+            .copied()
+            .chain(self.kv_size)
     }
 }
 
@@ -124,24 +130,24 @@ const ENGINES: [Names; 4] = [
 
 /// The sample lines whose metric name passes `wanted`: name, labels (raw), value.
 ///
-/// Works on the raw bytes, and checks a line's name before anything else is decoded or parsed:
-/// an exposition is mostly histogram buckets no signal uses (a vLLM one is about 17 KB, of
-/// which a handful of lines matter), and at 256 backends the fleet is scraped 250 times a
-/// second. Decoding the whole body as text first cost more than the parsing.
+/// A line's name is checked before anything else of it is parsed: an exposition is mostly
+/// histogram buckets no signal uses (a vLLM one is about 17 KB, of which a handful of lines
+/// matter), and at 256 backends the fleet is scraped 250 times a second.
 fn samples<'a>(
-    text: &'a [u8],
-    wanted: impl Fn(&[u8]) -> bool + 'a,
+    text: &'a str,
+    wanted: impl Fn(&str) -> bool + 'a,
 ) -> impl Iterator<Item = (&'a str, &'a str, f64)> {
-    text.split(|&b| b == b'\n').filter_map(move |line| {
+    text.lines().filter_map(move |line| {
         let line = line.trim_ascii();
-        if line.first().is_none_or(|&b| b == b'#') {
+        if line.is_empty() || line.starts_with('#') {
             return None;
         }
-        let i = line.iter().position(|&b| matches!(b, b'{' | b' ' | b'\t'))?;
+        let i = line
+            .bytes()
+            .position(|b| matches!(b, b'{' | b' ' | b'\t'))?;
         if !wanted(&line[..i]) {
             return None;
         }
-        let line = std::str::from_utf8(line).ok()?;
         let (name, labels, rest) = if line.as_bytes()[i] == b'{' {
             let close = label_end(&line[i..])? + i;
             (&line[..i], &line[i + 1..close], &line[close + 1..])
@@ -237,13 +243,25 @@ impl Found {
     }
 }
 
+/// Every name any engine's signals read, in one flat list: most lines of an exposition are
+/// turned away by a few length comparisons.
+static WANTED: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| ENGINES.iter().flat_map(Names::all).collect());
+
 /// Reads the signals of the first engine (in the table's order) whose names appear; `None`
-/// when none do. One pass over the exposition, whichever engine it is.
+/// when none do. One pass over the exposition, whichever engine it is. The body is decoded
+/// without a copy when it is UTF-8 (it always is in practice; a lossy decode cost more than
+/// the parsing).
 pub fn parse_metrics(text: impl AsRef<[u8]>) -> Option<LoadSignals> {
+    let bytes = text.as_ref();
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => std::borrow::Cow::Borrowed(t),
+        Err(_) => String::from_utf8_lossy(bytes),
+    };
     let mut found: [Found; ENGINES.len()] = Default::default();
-    for (name, labels, v) in samples(text.as_ref(), |n| ENGINES.iter().any(|e| e.uses(n))) {
+    for (name, labels, v) in samples(&text, |n| WANTED.contains(&n)) {
         for (names, f) in ENGINES.iter().zip(&mut found) {
-            if names.uses(name.as_bytes()) {
+            if names.uses(name) {
                 f.add(names, name, labels, v);
             }
         }
@@ -342,7 +360,7 @@ vllm:time_to_first_token_seconds_bucket{engine="0",le="0.001",model_name="m"} 0.
 
     #[test]
     fn labels_with_braces_in_quotes() {
-        let v: Vec<_> = samples(b"x{a=\"}{\",b=\"2\"} 7 1700000000\n", |_| true).collect();
+        let v: Vec<_> = samples("x{a=\"}{\",b=\"2\"} 7 1700000000\n", |_| true).collect();
         assert_eq!(v, vec![("x", "a=\"}{\",b=\"2\"", 7.0)]);
         assert_eq!(label("a=\"}{\",b=\"2\"", "b"), Some("2"));
     }
