@@ -653,7 +653,9 @@ pub(crate) enum FetchError {
 impl std::fmt::Display for FetchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FetchError::Connect(m) | FetchError::Timeout(m) | FetchError::Other(m) => f.write_str(m),
+            FetchError::Connect(m) | FetchError::Timeout(m) | FetchError::Other(m) => {
+                f.write_str(m)
+            }
         }
     }
 }

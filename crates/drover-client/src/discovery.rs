@@ -76,10 +76,12 @@ impl Client {
         timeout: Duration,
     ) -> Result<Models, DiscoveryError> {
         let url = backend.url("models");
-        let uri = url.parse::<http::Uri>().map_err(|e| DiscoveryError::Unlisted {
-            url: url.clone(),
-            detail: e.to_string(),
-        })?;
+        let uri = url
+            .parse::<http::Uri>()
+            .map_err(|e| DiscoveryError::Unlisted {
+                url: url.clone(),
+                detail: e.to_string(),
+            })?;
         // Over the control pool, like the scrape that follows: the two share one connection.
         let (status, bytes) = match self.fetch(&uri, timeout).await {
             Ok(r) => r,

@@ -208,8 +208,7 @@ impl Found {
             add(&mut self.running, v);
         } else if names.waiting.contains(&name) {
             add(&mut self.waiting, v);
-        } else if names.kv.first() == Some(&name) || (names.kv.contains(&name) && self.kv_n == 0)
-        {
+        } else if names.kv.first() == Some(&name) || (names.kv.contains(&name) && self.kv_n == 0) {
             add(&mut self.kv_usage, v);
             self.kv_n += 1;
         } else if names.generated.contains(&name) {
@@ -227,8 +226,8 @@ impl Found {
 
     /// The signals, when this engine's names appeared.
     fn signals(self, engine: EngineKind) -> Option<LoadSignals> {
-        (self.running.is_some() || self.waiting.is_some() || self.generation_tokens.is_some())
-            .then(|| LoadSignals {
+        (self.running.is_some() || self.waiting.is_some() || self.generation_tokens.is_some()).then(
+            || LoadSignals {
                 engine,
                 running: self.running,
                 waiting: self.waiting,
@@ -239,7 +238,8 @@ impl Found {
                 },
                 generation_tokens: self.generation_tokens,
                 kv_capacity_tokens: self.kv_capacity_tokens,
-            })
+            },
+        )
     }
 }
 

@@ -13,13 +13,16 @@ use tokio::net::TcpListener;
 /// A vLLM exposition as served, with a histogram line that is not UTF-8 (a label value in
 /// another encoding): the lines drover reads must still be read.
 fn exposition() -> Vec<u8> {
-    let mut body = b"# HELP vllm:num_requests_running Number of requests in model execution batches.
+    let mut body =
+        b"# HELP vllm:num_requests_running Number of requests in model execution batches.
 # TYPE vllm:num_requests_running gauge
 vllm:num_requests_running{engine=\"0\",model_name=\"m\"} 7.0
 vllm:num_requests_waiting{engine=\"0\",model_name=\"m\"} 1.0
 "
-    .to_vec();
-    body.extend_from_slice(b"vllm:e2e_request_latency_seconds_bucket{le=\"0.3\",model_name=\"m\xff\"} 4.0\n");
+        .to_vec();
+    body.extend_from_slice(
+        b"vllm:e2e_request_latency_seconds_bucket{le=\"0.3\",model_name=\"m\xff\"} 4.0\n",
+    );
     body.extend_from_slice(b"vllm:generation_tokens_total{engine=\"0\",model_name=\"m\"} 420.0\n");
     body
 }
@@ -84,5 +87,9 @@ async fn scrape_of_a_silent_server_fails_within_its_timeout() {
         .await
         .unwrap_err();
     assert!(err.contains("no answer within"), "{err}");
-    assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
 }
