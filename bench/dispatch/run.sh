@@ -76,44 +76,66 @@ fi
 # - the sims run on the last core and drover on the others (taskset, where there are >= 2
 #   cores): a sim sharing drover's core evicts drover's caches and adds its noise to drover's
 #   CPU time; real servers are on other machines.
+# DROVER_CORES / SIM_CORES (taskset lists) override that split, e.g. on a larger machine
+# DROVER_CORES=0-1 SIM_CORES=2-5 to give drover the 2 cores of the target. COMPARE="A B ..."
+# names other drover binaries whose rows are interleaved with $DROVER's in every round, each
+# with its own ratios (the sims are $DROVER's).
 pin_drover=(); pin_sim=()
 if [ "$(nproc)" -ge 2 ] && command -v taskset > /dev/null; then
   last=$(( $(nproc) - 1 ))
-  pin_drover=(taskset -c "0-$(( last - 1 ))"); pin_sim=(taskset -c "$last")
+  pin_drover=(taskset -c "${DROVER_CORES:-0-$(( last - 1 ))}"); pin_sim=(taskset -c "${SIM_CORES:-$last}")
 fi
-cost_run() { # cost_run BACKENDS COUNT → one line: count, µs/task, tasks/s, p50 latency ms, RSS MB
-  "${pin_drover[@]}" /usr/bin/time -f "%M %U %S" -o "$tmp/t" "$DROVER" run "$tmp/tasks.jsonl" -o "$tmp/out.jsonl" \
-    --overwrite -b "$1" -q --summary "$tmp/s.json" --max-per-backend $(( 1024 / $2 ))
-  read -r kb user sys < "$tmp/t"
-  python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(sys.argv[2], round(($user + $sys) / $N * 1e6, 2), round(s['throughput']['tasks_per_s']), s['latency_ms']['p50'], $kb // 1024)" "$tmp/s.json" "$2"
+# cost_run BIN BACKENDS COUNT → one line: binary, count, µs/task, tasks/s, p50 latency ms, RSS MB.
+# CPU time and peak RSS come from the kernel's accounting of the child (no GNU time needed).
+cost_run() {
+  python3 - "$tmp/s.json" "$1" "$3" "${pin_drover[@]}" "$1" run "$tmp/tasks.jsonl" -o "$tmp/out.jsonl" \
+    --overwrite -b "$2" -q --summary "$tmp/s.json" --max-per-backend $(( 1024 / $3 )) <<'PY'
+import json, resource, subprocess, sys
+summary, binary, count, cmd = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+subprocess.run(cmd, check=True)
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+s = json.load(open(summary))
+cpu = ru.ru_utime + ru.ru_stime
+print(binary, count, cpu, round(s["throughput"]["tasks_per_s"]), s["latency_ms"]["p50"], ru.ru_maxrss // 1024)
+PY
 }
 cost_table() { # cost_table LABEL SIM_ARGS... : SIZES (1 16 64 256) backends, ROUNDS (5) interleaved rounds
   local label=$1; shift
-  local sizes pids=() lists=()
+  local sizes pids=() lists=() bins
   read -r -a sizes <<< "${SIZES:-1 16 64 256}"
+  read -r -a bins <<< "$DROVER ${COMPARE:-}"
   local SIM_PREFIX=("${pin_sim[@]}")
   for n in "${sizes[@]}"; do
     start_sim "$(python3 -c "print(','.join(['0'] * $n))")" "$n" "$@"
     pids+=("$SIM_PID"); lists+=("$B")
   done
-  for _ in $(seq "${ROUNDS:-5}"); do for i in "${!sizes[@]}"; do cost_run "${lists[$i]}" "${sizes[$i]}"; done; done > "$tmp/cost.txt"
+  for _ in $(seq "${ROUNDS:-5}"); do for bin in "${bins[@]}"; do for i in "${!sizes[@]}"; do
+    cost_run "$bin" "${lists[$i]}" "${sizes[$i]}"
+  done; done; done > "$tmp/cost.txt"
   stop_sim "${pids[@]}"
-  echo "$label ($N tasks, 1,024 in flight in all, drover ${pin_drover[*]:-unpinned}):"
-  python3 - "$tmp/cost.txt" <<'PY'
+  echo "$label ($N tasks, 1,024 in flight in all, drover ${pin_drover[*]:-unpinned}, sims ${pin_sim[*]:-unpinned}):"
+  python3 - "$tmp/cost.txt" "$N" <<'PY'
 import sys, collections, statistics
 rows = collections.defaultdict(list)
+n_tasks = int(sys.argv[2])
 for line in open(sys.argv[1]):
-    n, us, rate, p50, mb = line.split()
-    rows[int(n)].append((float(us), int(rate), float(p50), int(mb)))
-# The VM's speed drifts between rounds: each round's ratio is to that round's run of the
-# smallest fleet (1 backend by default), and the median of those is the figure.
-base = rows[min(rows)]
-for n in sorted(rows):
-    r = rows[n]; us = statistics.median(x[0] for x in r)
-    ratio = statistics.median(x[0] / b[0] for x, b in zip(r, base))
-    print(f"  {n:3} backends: {us:5.1f} us/task, {ratio:.2f}x the {min(rows)}-backend run (median of rounds;"
-          f" runs {' / '.join(f'{x[0]:.1f}' for x in r)}), {statistics.median(x[1] for x in r):.0f} tasks/s,"
-          f" p50 latency {statistics.median(x[2] for x in r)} ms, RSS {max(x[3] for x in r)} MB")
+    b, n, cpu, rate, p50, mb = line.split()
+    rows[(b, int(n))].append((float(cpu) / n_tasks * 1e6, int(rate), float(p50), int(mb)))
+# The machine's speed drifts between rounds: each round's ratio is to that round's run of the
+# smallest fleet by the same binary, and the median of those is the figure; binaries compare
+# by the same round's runs at the same fleet size.
+first = next(iter(rows))[0]
+for b in dict.fromkeys(k[0] for k in rows):
+    sizes = sorted(n for bb, n in rows if bb == b)
+    base = rows[(b, sizes[0])]
+    print(f" {b}:")
+    for n in sizes:
+        r = rows[(b, n)]; us = statistics.median(x[0] for x in r)
+        ratio = statistics.median(x[0] / y[0] for x, y in zip(r, base))
+        vs = "" if b == first else f", {statistics.median(x[0] / y[0] for x, y in zip(r, rows[(first, n)])):.3f}x {first}"
+        print(f"  {n:3} backends: {us:5.2f} us/task, {ratio:.3f}x the {sizes[0]}-backend run{vs} (median of rounds;"
+              f" runs {' / '.join(f'{x[0]:.2f}' for x in r)}), {statistics.median(x[1] for x in r):.0f} tasks/s,"
+              f" p50 latency {statistics.median(x[2] for x in r)} ms, RSS {max(x[3] for x in r)} MB")
 PY
 }
 if part cost; then

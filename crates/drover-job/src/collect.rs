@@ -141,7 +141,7 @@ impl Collector {
         };
         let record = Record {
             backend: f.backend_index,
-            backend_label: f.backend.as_ref().map(|b| b.to_string()),
+            backend_label: f.backend.clone(),
             error,
             latency: f.latency,
             ttft: f.ttft,

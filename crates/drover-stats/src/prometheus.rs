@@ -346,7 +346,7 @@ mod tests {
             s.record(
                 &Record {
                     backend: Some(i % 2),
-                    backend_label: Some(format!("h\"{}:80", i % 2)),
+                    backend_label: Some(format!("h\"{}:80", i % 2).into()),
                     error: None,
                     latency: Some(Duration::from_millis(*ms)),
                     ttft: (i == 0).then(|| Duration::from_millis(5)),

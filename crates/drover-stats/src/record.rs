@@ -1,6 +1,7 @@
 //! Counting finished tasks.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drover_types::{ErrorCode, Usage};
@@ -13,8 +14,8 @@ use crate::series::Series;
 pub struct Record {
     /// Backend index (snapshot order), if an attempt was made.
     pub backend: Option<usize>,
-    /// Backend label, if an attempt was made.
-    pub backend_label: Option<String>,
+    /// Backend label, if an attempt was made (shared with the dispatcher's: no copy per task).
+    pub backend_label: Option<Arc<str>>,
     /// `None` on success.
     pub error: Option<ErrorCode>,
     /// Final attempt's wall time.
@@ -256,7 +257,7 @@ mod tests {
     fn rec(backend: usize, error: Option<ErrorCode>, ms: u64, tokens: u64) -> Record {
         Record {
             backend: Some(backend),
-            backend_label: Some(format!("b{backend}")),
+            backend_label: Some(format!("b{backend}").into()),
             error,
             latency: Some(Duration::from_millis(ms)),
             ttft: None,

@@ -371,7 +371,7 @@ mod tests {
             stats.record(
                 &Record {
                     backend: Some((i % 2) as usize),
-                    backend_label: Some(format!("127.0.0.1:800{}", i % 2)),
+                    backend_label: Some(format!("127.0.0.1:800{}", i % 2).into()),
                     error: (i == 3).then_some(ErrorCode::Timeout),
                     latency: Some(Duration::from_millis(100 + i * 10)),
                     ttft: Some(Duration::from_millis(5)),

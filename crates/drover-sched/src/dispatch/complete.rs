@@ -26,7 +26,7 @@ impl Dispatcher {
         let b = rec.backend;
         self.backends[b].in_flight -= 1;
         self.in_flight -= 1;
-        self.refresh(b);
+        self.refresh_avail(b);
         let Some(ts) = self.tasks.get_mut(&rec.task) else {
             return;
         };
@@ -35,15 +35,9 @@ impl Dispatcher {
             AttemptResult::Answered { answer, verdict } => {
                 let be = &mut self.backends[b];
                 be.breaker.on_success();
-                be.latency = Some(match be.latency {
-                    None => secs(done.elapsed),
-                    Some(m) => 0.9 * m + 0.1 * secs(done.elapsed),
-                });
-                if let Limit::Adaptive(a) = &mut be.limit {
-                    a.on_latency(done.elapsed);
-                    if let Some(t) = answer.ttft {
-                        a.on_ttft(t);
-                    }
+                be.latency = Some(ewma(be.latency, secs(done.elapsed)));
+                if let Some(t) = answer.ttft {
+                    be.ttft = Some(ewma(be.ttft, secs(t)));
                 }
                 match verdict.unwrap_or(Verdict::Accept { answer: None }) {
                     Verdict::Accept { answer: parsed } => {
@@ -299,5 +293,13 @@ impl Dispatcher {
             });
         }
         self.finish_failed(task_id, None);
+    }
+}
+
+/// A mean that follows the last dozen or so samples.
+fn ewma(mean: Option<f64>, x: f64) -> f64 {
+    match mean {
+        None => x,
+        Some(m) => 0.9 * m + 0.1 * x,
     }
 }

@@ -83,8 +83,14 @@ pub(crate) struct Backend {
     server: Option<ServerView>,
     draining: bool,
     removed: bool,
+    /// The limit's value, as of the last [`Dispatcher::refresh`]: read for every task sent
+    /// and answered, so kept here rather than behind the controller's box (one cache line
+    /// less per task in a large fleet).
+    limit_now: usize,
     /// Latency EWMA of answered attempts, seconds.
     latency: Option<f64>,
+    /// Time-to-first-token EWMA of streamed answers, seconds.
+    ttft: Option<f64>,
     scraper: Option<AbortHandle>,
     /// Last time the backend was seen making progress, and the progress marker then.
     progress: (Instant, f64),
@@ -386,17 +392,27 @@ impl Dispatcher {
             server,
             draining: false,
             removed: false,
+            limit_now: 0,
             latency: None,
+            ttft: None,
             scraper,
             progress: (Instant::now(), 0.0),
         });
         self.refresh(id);
     }
 
-    /// Recomputes whether backend `b` can take a task now.
+    /// Recomputes whether backend `b` can take a task now, after its limit or state may
+    /// have changed.
     fn refresh(&mut self, b: usize) {
+        let be = &mut self.backends[b];
+        be.limit_now = be.limit.get();
+        self.refresh_avail(b);
+    }
+
+    /// The same when only its in-flight count changed (a task sent or answered).
+    fn refresh_avail(&mut self, b: usize) {
         let be = &self.backends[b];
-        let cap = be.limit.get().min(self.share_cap.unwrap_or(usize::MAX));
+        let cap = be.limit_now.min(self.share_cap.unwrap_or(usize::MAX));
         let ok = be.takes_work() && be.in_flight < cap;
         self.avail.set(b, ok);
     }
@@ -565,7 +581,7 @@ impl Dispatcher {
                 let backends = &self.backends;
                 p2c(&self.avail, &mut self.rng, avoid, |b| {
                     let be = &backends[b];
-                    (be.in_flight as f64 + 1.0) / be.limit.get().max(1) as f64
+                    (be.in_flight as f64 + 1.0) / be.limit_now.max(1) as f64
                 })
             }
             _ => round_robin(&self.avail, &mut self.rr_cursor, avoid),
@@ -606,7 +622,10 @@ impl Dispatcher {
             shared: be.shared.clone(),
             checker: self.checker.clone(),
         };
-        let abort = tokio::spawn(job.run(attempt, self.done_tx.clone())).abort_handle();
+        // Boxed: tokio copies a spawned future into its task, and its output over it when it
+        // ends; a box makes both copies a pointer's (the attempt's state is kilobytes: the
+        // largest memory traffic per task, in cachegrind).
+        let abort = tokio::spawn(Box::pin(job.run(attempt, self.done_tx.clone()))).abort_handle();
         self.attempts.insert(
             attempt,
             AttemptRec {
@@ -618,7 +637,7 @@ impl Dispatcher {
                 request_id,
             },
         );
-        self.refresh(b);
+        self.refresh_avail(b);
     }
 
     /// Cancels one attempt the loop no longer wants (hedge loser, ejected backend).
@@ -630,7 +649,7 @@ impl Dispatcher {
         if let Some(ts) = self.tasks.get_mut(&rec.task) {
             ts.forget(attempt);
         }
-        self.refresh(rec.backend);
+        self.refresh_avail(rec.backend);
         Some(rec)
     }
 

@@ -75,6 +75,7 @@ impl Dispatcher {
             let Limit::Adaptive(ctl) = &mut be.limit else {
                 continue;
             };
+            ctl.set_latencies(be.latency, be.ttft);
             // A streamed request without its first token is queued or prefilling in the server:
             // for a server without metrics, that is its queue as drover sees it.
             let seen;

@@ -287,22 +287,13 @@ impl AdaptiveLimit {
         self.last_rate
     }
 
-    /// A request completed after `latency`.
-    pub fn on_latency(&mut self, latency: Duration) {
-        let l = latency.as_secs_f64();
-        self.latency = Some(match self.latency {
-            None => l,
-            Some(m) => 0.9 * m + 0.1 * l,
-        });
-    }
-
-    /// A streamed answer's first token came after `ttft`.
-    pub fn on_ttft(&mut self, ttft: Duration) {
-        let t = ttft.as_secs_f64();
-        self.ttft = Some(match self.ttft {
-            None => t,
-            Some(m) => 0.9 * m + 0.1 * t,
-        });
+    /// The backend's mean latency of answers and time to their first token (streamed), in
+    /// seconds, as the dispatcher keeps them per answer; given before each tick's
+    /// [`Self::observe`], which sizes epochs by them. (Not per answer: that would touch this
+    /// controller's memory once per task, which a large fleet pays for in cache misses.)
+    pub fn set_latencies(&mut self, latency: Option<f64>, ttft: Option<f64>) {
+        self.latency = latency;
+        self.ttft = ttft;
     }
 
     /// The backend said it is overloaded (429, or 503 with Retry-After).
@@ -1407,7 +1398,7 @@ mod tests {
     #[test]
     fn streamed_epochs_wait_for_first_tokens() {
         let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
-        c.on_ttft(Duration::from_secs(1));
+        c.set_latencies(None, Some(1.0));
         let obs = Observation {
             now: Instant::now(),
             in_flight: 16,
@@ -1425,7 +1416,7 @@ mod tests {
     #[test]
     fn completion_counted_epochs_wait_for_latency() {
         let mut c = AdaptiveLimit::new(AdaptiveConfig::default());
-        c.on_latency(Duration::from_secs(2));
+        c.set_latencies(Some(2.0), None);
         let obs = Observation {
             now: Instant::now(),
             in_flight: 16,

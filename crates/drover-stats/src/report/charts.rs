@@ -723,7 +723,7 @@ mod tests {
             s.record(
                 &Record {
                     backend: Some(b),
-                    backend_label: Some(format!("10.0.0.{b}:8000")),
+                    backend_label: Some(format!("10.0.0.{b}:8000").into()),
                     error: (k % 10 == 3).then_some(ErrorCode::Timeout),
                     latency: Some(Duration::from_millis(100 + 40 * b as u64 + k)),
                     ttft: None,
