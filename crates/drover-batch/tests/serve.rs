@@ -38,7 +38,7 @@ async fn serve_with(
     max_upload: u64,
     dispatch: DispatchConfig,
 ) -> Running {
-    let client = Client::new(ClientConfig::default());
+    let client = Client::new(ClientConfig::default()).unwrap();
     let addrs = fleet
         .urls()
         .iter()
@@ -415,7 +415,7 @@ async fn one_directory_one_server() {
     let fleet = fleet(0.01, "instant").await;
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path(), &fleet, None, 1 << 20).await;
-    let client = Client::new(ClientConfig::default());
+    let client = Client::new(ClientConfig::default()).unwrap();
     let config = ServerConfig {
         data_dir: dir.path().to_path_buf(),
         api_key: None,

@@ -1,5 +1,6 @@
 //! One attempt of one request, and the classification of everything that can go wrong with it.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,6 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::addr::BackendAddr;
-use crate::pool::{Body, Connector, SendError};
 use crate::sse::{Chunk, SseParser, StreamAssembler, StreamError};
 
 /// Client settings.
@@ -30,11 +30,28 @@ impl Default for ClientConfig {
     }
 }
 
-/// A shared HTTP/1.1 client for every backend; each backend keeps its own connections
-/// ([`crate::pool`]).
+/// The HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct ClientError(#[source] reqwest::Error);
+
+/// The hot path's HTTP/1.1 client: hyper directly. reqwest (kept for the occasional health
+/// probe) re-parsed every URL twice per request, which cost more than the whole dispatch loop.
+type FastClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<Bytes>,
+>;
+
+/// A shared HTTP client for every backend (one connection pool per host).
 #[derive(Clone)]
 pub struct Client {
-    connector: Connector,
+    pub(crate) http: reqwest::Client,
+    fast: FastClient,
+    /// Model listings and metrics scrapes: the same client as `fast` with a pool of its own, so
+    /// that a backend's scrapes keep one connection (the one discovery opened) and never take
+    /// one its requests were about to reuse.
+    control: FastClient,
+    pub(crate) api_key: Option<Arc<str>>,
     auth: Option<http::HeaderValue>,
 }
 
@@ -89,9 +106,6 @@ impl<'a> Awaiting<'a> {
 /// transformers' continuous batching at 500 in flight) would otherwise have every request
 /// cut and resent from the start, forever. Silence longer than the idle timeout still ends it.
 const STREAMING_DEADLINES: u32 = 10;
-
-/// How long a stream's end may lag its `[DONE]` for its connection to be kept.
-const AFTER_DONE: Duration = Duration::from_millis(100);
 
 impl Drop for Awaiting<'_> {
     fn drop(&mut self) {
@@ -169,41 +183,53 @@ struct Envelope<'a> {
 
 impl Client {
     /// Builds the client.
-    pub fn new(config: ClientConfig) -> Client {
+    pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .tcp_nodelay(true)
+            // Backends are usually on the local network; a proxy from the environment would
+            // silently route loopback traffic away.
+            .no_proxy()
+            .pool_idle_timeout(Duration::from_secs(30))
+            // Inference servers do not redirect, and the redirect layer re-parses every URL.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(ClientError)?;
         let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.enforce_http(false);
-        // No proxy from the environment: backends are usually on the local network, and a
-        // proxy would silently route loopback traffic away.
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
             .enable_http1()
             .wrap_connector(connector);
+        let pool = || {
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(https.clone())
+        };
+        let (fast, control) = (pool(), pool());
         let auth = config.api_key.as_ref().and_then(|k| {
             let mut v = http::HeaderValue::from_str(&format!("Bearer {k}")).ok()?;
             v.set_sensitive(true);
             Some(v)
         });
-        Client { connector, auth }
+        Ok(Client {
+            http,
+            fast,
+            control,
+            api_key: config.api_key.map(Arc::from),
+            auth,
+        })
     }
 
-    /// A request to `backend` for `path` (origin form), with its `Host` and the key.
-    fn request(
-        &self,
-        method: http::Method,
-        backend: &BackendAddr,
-        path: &http::Uri,
-    ) -> http::request::Builder {
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(path.clone())
-            .header(http::header::HOST, backend.host.clone());
-        if let Some(a) = &self.auth {
-            req = req.header(http::header::AUTHORIZATION, a.clone());
+    pub(crate) fn get(&self, url: String) -> reqwest::RequestBuilder {
+        let rb = self.http.get(url);
+        match &self.api_key {
+            Some(k) => rb.bearer_auth(k),
+            None => rb,
         }
-        req
     }
 
     /// Sends one attempt of a task's body to `backend`.
@@ -227,37 +253,27 @@ impl Client {
         } else {
             body.clone()
         };
-        let req = self
-            .request(http::Method::POST, backend, backend.endpoint(endpoint))
+        let mut req = http::Request::post(backend.endpoint(endpoint).clone())
             .header(http::header::CONTENT_TYPE, "application/json")
-            .header("x-request-id", opts.request_id)
-            .body(Body::new(payload))
-            .map_err(|e| {
-                AttemptError::new(
-                    Failure::Rejected { status: 0 },
-                    format!("cannot build the request: {e}"),
-                )
-            })?;
+            .header("x-request-id", opts.request_id);
+        if let Some(a) = &self.auth {
+            req = req.header(http::header::AUTHORIZATION, a.clone());
+        }
+        let req = req.body(http_body_util::Full::new(payload)).map_err(|e| {
+            AttemptError::new(
+                Failure::Rejected { status: 0 },
+                format!("cannot build the request: {e}"),
+            )
+        })?;
         let work = async {
-            let (resp, lease) = backend
-                .conns
-                .requests
-                .send(&self.connector, &backend.root_uri, req)
-                .await
-                .map_err(classify_send)?;
+            let resp = self.fast.request(req).await.map_err(classify_request)?;
             let status = resp.status().as_u16();
             if !(200..300).contains(&status) {
                 let retry_after = resp
                     .headers()
                     .get(http::header::RETRY_AFTER)
                     .and_then(parse_retry_after);
-                let bytes = match read_all(resp.into_body()).await {
-                    Ok(b) => {
-                        lease.release();
-                        b
-                    }
-                    Err(_) => Bytes::new(),
-                };
+                let bytes = read_all(resp.into_body()).await.unwrap_or_default();
                 return Err(http_error(status, retry_after, &bytes));
             }
             // A server may ignore `stream` and answer with plain JSON: take it as it comes.
@@ -267,27 +283,18 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("text/event-stream"));
             if stream && is_sse {
-                let mut ended = false;
-                let answer = read_stream(
+                read_stream(
                     resp.into_body(),
                     status,
                     endpoint,
                     opts.idle_timeout,
                     tokens,
                     &mut awaiting,
-                    &mut ended,
                 )
-                .await;
-                // A stream read to its end leaves the connection ready for the next request;
-                // one left at `[DONE]` with its end unread closes with the body.
-                if ended {
-                    lease.release();
-                }
-                answer
+                .await
             } else {
                 awaiting.first_token();
                 let bytes = read_all(resp.into_body()).await.map_err(classify_body)?;
-                lease.release();
                 let (body, usage) = check_body(&bytes, endpoint)?;
                 if let Some(t) = tokens {
                     t.fetch_add(usage.completion_tokens, Ordering::Relaxed);
@@ -323,33 +330,31 @@ impl Client {
         }
     }
 
-    /// `GET path` over the backend's control connection: status and whole body within
-    /// `timeout`.
+    /// `GET uri` over the control pool: status and whole body within `timeout`.
     pub(crate) async fn fetch(
         &self,
-        backend: &BackendAddr,
-        path: &http::Uri,
+        uri: &http::Uri,
         timeout: Duration,
     ) -> Result<(u16, Bytes), FetchError> {
-        let req = self
-            .request(http::Method::GET, backend, path)
-            .body(Body::default())
+        let mut req = http::Request::get(uri.clone());
+        if let Some(a) = &self.auth {
+            req = req.header(http::header::AUTHORIZATION, a.clone());
+        }
+        let req = req
+            .body(http_body_util::Full::new(Bytes::new()))
             .map_err(|e| FetchError::Other(format!("cannot build the request: {e}")))?;
         let work = async {
-            let (resp, lease) = backend
-                .conns
-                .control
-                .send(&self.connector, &backend.root_uri, req)
-                .await
-                .map_err(|e| match e {
-                    SendError::Connect(e) => FetchError::Connect(error_chain(&*e)),
-                    SendError::Broken(e) => FetchError::Other(error_chain(&e)),
-                })?;
+            let resp = self.control.request(req).await.map_err(|e| {
+                if e.is_connect() {
+                    FetchError::Connect(error_chain(&e))
+                } else {
+                    FetchError::Other(error_chain(&e))
+                }
+            })?;
             let status = resp.status().as_u16();
             let body = read_all(resp.into_body())
                 .await
                 .map_err(|e| FetchError::Other(error_chain(&e)))?;
-            lease.release();
             Ok((status, body))
         };
         tokio::time::timeout(timeout, work)
@@ -363,17 +368,9 @@ impl Client {
         backend: &BackendAddr,
         timeout: Duration,
     ) -> Result<(), AttemptError> {
-        let (status, _) = self
-            .fetch(backend, backend.health_uri(), timeout)
-            .await
-            .map_err(|e| {
-                let failure = match e {
-                    FetchError::Connect(_) => Failure::Connect,
-                    FetchError::Timeout(_) => Failure::Timeout,
-                    FetchError::Other(_) => Failure::Reset,
-                };
-                AttemptError::new(failure, e.to_string())
-            })?;
+        let req = self.get(backend.root_url("health")).timeout(timeout).send();
+        let resp = req.await.map_err(classify_transport)?;
+        let status = resp.status().as_u16();
         if (200..300).contains(&status) {
             Ok(())
         } else {
@@ -439,7 +436,6 @@ async fn read_stream(
     idle: Duration,
     tokens: Option<&AtomicU64>,
     awaiting: &mut Awaiting<'_>,
-    ended: &mut bool,
 ) -> Result<Answer, AttemptError> {
     use http_body_util::BodyExt;
     let mut parser = SseParser::default();
@@ -468,28 +464,14 @@ async fn read_stream(
                 }
                 return Err(classify_body(e));
             }
-            Ok(None) => {
-                *ended = true;
-                break;
-            }
+            Ok(None) => break,
             Ok(Some(Ok(frame))) => {
                 if let Ok(bytes) = frame.into_data() {
                     parser.feed(&bytes, &mut |d| st.on_event(d));
                 }
             }
         }
-        if st.failure.is_some() {
-            break;
-        }
-        if st.done {
-            // What follows `[DONE]` is the body's end, sent at once by a server that keeps
-            // the connection: read it, so that the connection serves the next request (a
-            // body dropped before its end closes it). A server that holds the stream open
-            // after `[DONE]` costs this wait once per answer, and its connection.
-            *ended = matches!(
-                tokio::time::timeout(AFTER_DONE, body.frame()).await,
-                Ok(None)
-            );
+        if st.done || st.failure.is_some() {
             break;
         }
     }
@@ -635,12 +617,26 @@ fn parse_retry_after(v: &http::HeaderValue) -> Option<Duration> {
     )
 }
 
-/// No response: refused/unreachable → Connect; a connection that broke → Reset.
-fn classify_send(e: SendError) -> AttemptError {
-    match e {
-        SendError::Connect(e) => AttemptError::new(Failure::Connect, error_chain(&*e)),
-        SendError::Broken(e) => AttemptError::new(Failure::Reset, error_chain(&e)),
-    }
+/// Transport errors: refused/unreachable → Connect; everything that broke a started exchange → Reset.
+fn classify_transport(e: reqwest::Error) -> AttemptError {
+    let failure = if e.is_connect() {
+        Failure::Connect
+    } else if e.is_timeout() {
+        Failure::Timeout
+    } else {
+        Failure::Reset
+    };
+    AttemptError::new(failure, error_chain(&e))
+}
+
+/// The same for the hot path's client.
+fn classify_request(e: hyper_util::client::legacy::Error) -> AttemptError {
+    let failure = if e.is_connect() {
+        Failure::Connect
+    } else {
+        Failure::Reset
+    };
+    AttemptError::new(failure, error_chain(&e))
 }
 
 /// Why a [`Client::fetch`] got no answer.
@@ -674,7 +670,7 @@ fn classify_body(e: hyper::Error) -> AttemptError {
     AttemptError::new(failure, error_chain(&e))
 }
 
-/// `outer: inner: innermost`, so "connection refused" is visible behind hyper's wrapper.
+/// `outer: inner: innermost`, so "connection refused" is visible behind reqwest's wrapper.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();

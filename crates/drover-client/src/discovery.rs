@@ -76,8 +76,14 @@ impl Client {
         timeout: Duration,
     ) -> Result<Models, DiscoveryError> {
         let url = backend.url("models");
-        // Over the control connection, like the scrape that follows: the two share it.
-        let (status, bytes) = match self.fetch(backend, backend.models_uri(), timeout).await {
+        let uri = url
+            .parse::<http::Uri>()
+            .map_err(|e| DiscoveryError::Unlisted {
+                url: url.clone(),
+                detail: e.to_string(),
+            })?;
+        // Over the control pool, like the scrape that follows: the two share one connection.
+        let (status, bytes) = match self.fetch(&uri, timeout).await {
             Ok(r) => r,
             Err(e @ (FetchError::Connect(_) | FetchError::Timeout(_))) => {
                 return Err(DiscoveryError::Unreachable {

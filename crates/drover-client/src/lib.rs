@@ -3,7 +3,6 @@
 //! - [`addr`]: how users name backends (`8001`, `host:port`, URLs).
 //! - [`Client::send`]: one attempt of one task; every failure is classified here, once, into
 //!   a [`Failure`](drover_types::Failure) — the scheduler never sees status codes or strings.
-//! - [`pool`](crate::pool): each backend's own kept-alive connections.
 //! - [`sse`]: streamed answers, reassembled into the body a non-streamed call returns.
 //! - [`discovery`]: which model a backend serves (`/v1/models`), with messages that say what to fix.
 //! - [`metrics`]: live load from a backend's Prometheus endpoint (vLLM, SGLang, llama.cpp, TGI
@@ -14,10 +13,9 @@ pub mod addr;
 mod client;
 pub mod discovery;
 pub mod metrics;
-mod pool;
 pub mod sse;
 
 pub use addr::{AddrError, BackendAddr};
-pub use client::{Answer, AttemptError, Client, ClientConfig, Progress, SendOptions};
+pub use client::{Answer, AttemptError, Client, ClientConfig, ClientError, Progress, SendOptions};
 pub use discovery::{DiscoveryError, ModelInfo, Models};
 pub use metrics::{EngineKind, LoadSignals};

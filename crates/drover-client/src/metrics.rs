@@ -275,15 +275,15 @@ pub fn parse_metrics(text: impl AsRef<[u8]>) -> Option<LoadSignals> {
 impl Client {
     /// Scrapes `/metrics`. `Ok(None)`: the backend has no metrics we understand.
     ///
-    /// Over the backend's control connection, with the path parsed once: a scrape parses no
-    /// URL.
+    /// Over the control pool, with the URI parsed once: a scrape parses no URL and reuses the
+    /// backend's one control connection.
     pub async fn scrape(
         &self,
         backend: &BackendAddr,
         timeout: Duration,
     ) -> Result<Option<LoadSignals>, String> {
         let (status, body) = self
-            .fetch(backend, backend.metrics_uri(), timeout)
+            .fetch(backend.metrics_uri(), timeout)
             .await
             .map_err(|e| e.to_string())?;
         if !(200..300).contains(&status) {

@@ -47,6 +47,7 @@ fn client(key: Option<&str>) -> Client {
         api_key: key.map(String::from),
         ..ClientConfig::default()
     })
+    .unwrap()
 }
 
 #[tokio::test]

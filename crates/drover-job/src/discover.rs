@@ -70,8 +70,8 @@ pub async fn discover(
     timeout: Duration,
 ) -> Result<Fleet, FleetError> {
     let probes = join_all(addrs.into_iter().map(|addr| async move {
-        // One after the other, so that both go over the backend's one kept-alive control
-        // connection (which the scraper then reuses): joined, they opened two per backend
+        // One after the other, so that both go over one kept-alive connection of the client's
+        // control pool (which the scraper then reuses): joined, they opened two per backend
         // (512 connects and 256 idle sockets more at 256 backends). A backend whose model
         // listing failed is left out, so it is not scraped and does not wait twice.
         let models = client.models(&addr, timeout).await;

@@ -168,7 +168,8 @@ impl Fleet {
         let client = Client::new(ClientConfig {
             connect_timeout: Duration::from_secs(2),
             ..ClientConfig::default()
-        });
+        })
+        .map_err(|e| LaunchError::Supervisor(std::io::Error::other(e)))?;
         let urls = spec.instances.iter().map(|i| i.url.clone()).collect();
         let stopper = Stopper {
             cancel: CancellationToken::new(),

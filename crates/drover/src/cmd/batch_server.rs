@@ -200,10 +200,13 @@ async fn run(plan: Plan, args: BatchServerArgs) -> u8 {
         eprintln!("drover batch-server: {e}");
         exit::USAGE
     };
-    let client = Client::new(ClientConfig {
+    let client = match Client::new(ClientConfig {
         api_key: plan.backend_key.clone(),
         ..ClientConfig::default()
-    });
+    }) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
     let sources = drover_job::membership::Sources {
         fixed: plan.backends.clone(),
         file: None,

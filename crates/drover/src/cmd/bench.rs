@@ -215,7 +215,8 @@ async fn bench(args: BenchArgs) -> Result<u8, String> {
             .ok()
             .filter(|k| !k.is_empty()),
         ..ClientConfig::default()
-    });
+    })
+    .map_err(|e| e.to_string())?;
 
     eprintln!(
         "drover bench: {} task set on {}",

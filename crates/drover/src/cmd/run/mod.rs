@@ -51,10 +51,16 @@ async fn run(plan: RunPlan, args: RunArgs) -> u8 {
             eprintln!("{msg}");
         }
     };
-    let client = Client::new(ClientConfig {
+    let client = match Client::new(ClientConfig {
         api_key: plan.api_key.as_ref().map(|k| k.0.clone()),
         ..ClientConfig::default()
-    });
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("drover run: {e}");
+            return exit::USAGE;
+        }
+    };
     let template = match &plan.template {
         Some(path) => match Template::load(path) {
             Ok(t) => Some(t),
