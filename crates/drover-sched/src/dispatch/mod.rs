@@ -412,6 +412,11 @@ impl Dispatcher {
     /// The same when only its in-flight count changed (a task sent or answered).
     fn refresh_avail(&mut self, b: usize) {
         let be = &self.backends[b];
+        debug_assert_eq!(
+            be.limit_now,
+            be.limit.get(),
+            "backend {b}: its limit changed without a refresh"
+        );
         let cap = be.limit_now.min(self.share_cap.unwrap_or(usize::MAX));
         let ok = be.takes_work() && be.in_flight < cap;
         self.avail.set(b, ok);
