@@ -85,7 +85,7 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset > /dev/null; then
   last=$(( $(nproc) - 1 ))
   pin_drover=(taskset -c "${DROVER_CORES:-0-$(( last - 1 ))}"); pin_sim=(taskset -c "${SIM_CORES:-$last}")
 fi
-# cost_run BIN BACKENDS COUNT → one line: binary, count, µs/task, tasks/s, p50 latency ms, RSS MB.
+# cost_run BIN BACKENDS COUNT → one line: binary, count, CPU s, tasks/s, p50 latency ms, RSS MB.
 # CPU time and peak RSS come from the kernel's accounting of the child (no GNU time needed).
 cost_run() {
   python3 - "$tmp/s.json" "$1" "$3" "${pin_drover[@]}" "$1" run "$tmp/tasks.jsonl" -o "$tmp/out.jsonl" \
