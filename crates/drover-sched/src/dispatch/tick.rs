@@ -316,3 +316,31 @@ impl Dispatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use drover_client::{BackendAddr, Client, ClientConfig};
+
+    use super::*;
+    use crate::config::DispatchConfig;
+    use crate::view::BackendSpec;
+
+    #[tokio::test]
+    async fn the_tick_gives_each_controller_its_backends_latency_averages() {
+        // The loop keeps the averages per answer; the controller sizes its epochs by them, and
+        // gets them only here.
+        let spec = BackendSpec {
+            addr: BackendAddr::parse("8001").unwrap(),
+            signals: None,
+        };
+        let client = Client::new(ClientConfig::default()).unwrap();
+        let mut d = Dispatcher::new(DispatchConfig::default(), client, vec![spec], None);
+        d.backends[0].latency = Some(2.0);
+        d.backends[0].ttft = Some(0.5);
+        d.update_limits(Instant::now(), None);
+        let Limit::Adaptive(ctl) = &d.backends[0].limit else {
+            panic!("the default mode is adaptive");
+        };
+        assert_eq!(ctl.latencies(), (Some(2.0), Some(0.5)));
+    }
+}

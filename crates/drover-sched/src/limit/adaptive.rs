@@ -296,6 +296,12 @@ impl AdaptiveLimit {
         self.ttft = ttft;
     }
 
+    /// What [`Self::set_latencies`] last gave (tests).
+    #[cfg(test)]
+    pub(crate) fn latencies(&self) -> (Option<f64>, Option<f64>) {
+        (self.latency, self.ttft)
+    }
+
     /// The backend said it is overloaded (429, or 503 with Retry-After).
     pub fn on_overload(&mut self, now: Instant) {
         self.cut(self.limit * 0.75, now, "server overloaded");
