@@ -15,6 +15,7 @@ mod discover;
 pub mod lines;
 pub mod membership;
 mod read;
+pub mod room;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -312,16 +313,23 @@ impl Job {
         };
         let collector = tokio::spawn(collector.run(finished_rx, invalid_rx));
         let dispatcher = Dispatcher::new(spec.dispatch, spec.client, spec.backends, spec.checker);
-        let report = dispatcher
-            .run(Wiring {
-                input: task_rx,
-                finished: finished_tx,
-                events: events_tx,
-                snapshot: snapshot.clone(),
-                membership: spec.membership.take(),
-                control: control.clone(),
-            })
-            .await;
+        // Spawned, not awaited in place: the caller's future may be a runtime's `block_on`,
+        // which runs on a thread of its own, and every answer would then wake that thread
+        // from a worker (a futex wake and a context switch per task). On a worker, the loop
+        // is woken where its attempts run.
+        let report = tokio::spawn(dispatcher.run(Wiring {
+            input: task_rx,
+            finished: finished_tx,
+            events: events_tx,
+            snapshot: snapshot.clone(),
+            membership: spec.membership.take(),
+            control: control.clone(),
+        }))
+        .await
+        .unwrap_or_else(|e| match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("dispatcher task: {e}"),
+        });
         // The dispatcher dropped its receiver: a reader blocked on a full channel returns.
         let read = tokio::task::spawn_blocking(move || reader.join())
             .await

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::collect::InvalidLine;
+use crate::room::RoomSender;
 
 /// Where tasks come from.
 #[derive(Debug, Clone)]
@@ -65,11 +66,14 @@ pub(crate) fn spawn(
                 setup.done,
                 setup.shard,
             );
+            // Room for tasks is taken a batch at a time (`RoomSender`): a reader ahead of
+            // dispatch then wakes once per batch instead of once per task.
+            let mut room = RoomSender::new(&tasks);
             while !stop.is_cancelled() {
                 match reader.next_item()? {
                     None => break,
                     Some(InputItem::Task(t)) => {
-                        if tasks.blocking_send(t).is_err() {
+                        if room.send(t).is_err() {
                             break;
                         }
                     }

@@ -602,6 +602,67 @@ fn api_key_is_sent_and_never_printed() {
     assert!(stderr(&o).contains("--api-key-env"), "{}", stderr(&o));
 }
 
+/// A producer that writes tasks to stdin as it makes them gets their answers as it goes: the
+/// reader takes room in the dispatcher's queue a batch at a time, but sends each task the
+/// moment it is parsed.
+#[test]
+fn stdin_tasks_are_answered_while_the_input_is_still_open() {
+    let (servers, _) = fleet(1, Behavior::default());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.jsonl");
+    let mut child = drover()
+        .args([
+            "run",
+            "-",
+            "-o",
+            out.to_str().unwrap(),
+            "-b",
+            &ports(&servers),
+            "-q",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let mut stdin = child.stdin.take().unwrap();
+    let tasks = prompt_tasks(5, "live");
+    for l in &tasks[..3] {
+        writeln!(stdin, "{l}").unwrap();
+    }
+    stdin.flush().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let answered = || {
+        std::fs::read_to_string(&out)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    while answered() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first 3 tasks were not answered within 30 s while stdin stayed open ({} lines)",
+            answered()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for l in &tasks[3..] {
+        writeln!(stdin, "{l}").unwrap();
+    }
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ids: std::collections::BTreeSet<String> = read_output(&out)
+        .iter()
+        .map(|v| v["custom_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 5, "{ids:?}");
+}
+
 #[test]
 fn stdin_input_and_summary_json() {
     let (servers, _) = fleet(2, Behavior::default());

@@ -10,6 +10,7 @@ use std::io::BufReader;
 use std::path::PathBuf;
 
 use drover_io::{DoneSet, InputItem, ParseConfig, RequestDefaults, TaskReader};
+use drover_job::room::RoomSender;
 use drover_types::Task;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -66,12 +67,14 @@ pub(crate) fn spawn(
                 setup.done,
                 None,
             );
+            // Room in the lane is taken a batch at a time, so the reader wakes once per batch.
+            let mut room = RoomSender::new(&lane);
             while !stop.is_cancelled() {
                 match reader.next_item() {
                     Ok(None) => return,
                     Ok(Some(InputItem::Task(mut task))) => {
                         task.group = slot;
-                        if lane.blocking_send(task).is_err() {
+                        if room.send(task).is_err() {
                             return;
                         }
                     }
