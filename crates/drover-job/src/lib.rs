@@ -349,7 +349,11 @@ impl Job {
                 })?;
         drop(writer);
         let interrupted = control.stop_intake.is_cancelled() || control.abort.is_cancelled();
-        let stats = stats.lock().expect("stats lock").clone();
+        let stats = {
+            let mut s = stats.lock().expect("stats lock");
+            s.settle();
+            s.clone()
+        };
         progress
             .skipped
             .store(read.skipped_done, std::sync::atomic::Ordering::Relaxed);

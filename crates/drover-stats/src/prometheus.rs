@@ -222,7 +222,7 @@ pub fn render(stats: &RunStats, live: &LiveFleet) -> String {
         "Wall time of the attempt that answered a task, by backend.",
     );
     for (i, b) in stats.backends.iter().enumerate() {
-        out.histogram("drover_request_duration_seconds", label(i), &b.latency_us);
+        out.histogram("drover_request_duration_seconds", label(i), &b.latency_us());
     }
     out.family(
         "drover_time_to_first_token_seconds",
@@ -230,8 +230,8 @@ pub fn render(stats: &RunStats, live: &LiveFleet) -> String {
         "Time to the first generated token of streamed answers, by backend.",
     );
     for (i, b) in stats.backends.iter().enumerate() {
-        if !b.ttft_us.is_empty() {
-            out.histogram("drover_time_to_first_token_seconds", label(i), &b.ttft_us);
+        if !b.ttft_us().is_empty() {
+            out.histogram("drover_time_to_first_token_seconds", label(i), &b.ttft_us());
         }
     }
     out.0

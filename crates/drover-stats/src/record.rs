@@ -1,5 +1,6 @@
 //! Counting finished tasks.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,28 +56,42 @@ pub struct FleetSample {
 }
 
 /// Counters for one backend.
+///
+/// Laid out for a large fleet: every answer lands on a backend whose statistics have gone cold
+/// since its last one, so what an answer touches — the counters and the latency it adds — is
+/// kept in the struct's first cache line, and latencies wait there to be folded into the
+/// histograms (26 KB each, spanning pages) [`UNFOLDED`] at a time (docs/benchmarks.md, #10).
 #[derive(Debug, Clone)]
+#[repr(C, align(64))]
 pub struct BackendStats {
-    /// Label.
-    pub label: String,
-    /// Engine, if known.
-    pub engine: Option<&'static str>,
     /// Tasks finished successfully here.
     pub ok: u64,
-    /// Tasks whose final attempt failed here.
-    pub failed: u64,
-    /// Failures by code.
-    pub errors: BTreeMap<&'static str, u64>,
     /// Prompt tokens of answers.
     pub prompt_tokens: u64,
     /// Generated tokens of answers.
     pub completion_tokens: u64,
-    /// Latency of answered attempts, microseconds.
-    pub latency_us: Histogram<u64>,
-    /// Time to first token of streamed answers, microseconds.
-    pub ttft_us: Histogram<u64>,
     /// Answers won by hedges.
     pub hedge_wins: u64,
+    /// How many of `unfolded` are latencies not yet in `latency_us`.
+    unfolded_len: u8,
+    /// Whether `label` is set.
+    labelled: bool,
+    /// Latencies (µs) not yet in `latency_us`.
+    unfolded: [u32; UNFOLDED],
+    /// Label.
+    pub label: String,
+    /// Engine, if known.
+    pub engine: Option<&'static str>,
+    /// Tasks whose final attempt failed here.
+    pub failed: u64,
+    /// Failures by code.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Latency of answered attempts, microseconds: see [`Self::latency_us`].
+    latency_us: Histogram<u64>,
+    /// Time to first token of streamed answers, microseconds: see [`Self::ttft_us`].
+    ttft_us: Histogram<u64>,
+    /// Times to first token (µs) not yet in `ttft_us`.
+    unfolded_ttft: Vec<u32>,
     /// Times ejected (from the last sample).
     pub ejections: u64,
     /// Limit at the last sample.
@@ -86,6 +101,10 @@ pub struct BackendStats {
     /// Samples counted in `in_flight_sum`.
     pub in_flight_samples: u64,
 }
+
+/// Latencies a backend holds before folding them into its histogram: as many as fill the
+/// first cache line after the counters.
+const UNFOLDED: usize = 7;
 
 /// 1 µs .. 1 h at `digits` significant digits: 3 for the job's totals; 2 (1 %) for each
 /// backend's, plenty for its percentiles — at 3, a backend's two took 376 KB (96 MB over 256
@@ -100,22 +119,77 @@ const BACKEND_DIGITS: u8 = 2;
 impl BackendStats {
     fn new(label: String) -> Self {
         BackendStats {
-            label,
-            engine: None,
             ok: 0,
-            failed: 0,
-            errors: BTreeMap::new(),
             prompt_tokens: 0,
             completion_tokens: 0,
+            hedge_wins: 0,
+            unfolded_len: 0,
+            labelled: !label.is_empty(),
+            unfolded: [0; UNFOLDED],
+            label,
+            engine: None,
+            failed: 0,
+            errors: BTreeMap::new(),
             latency_us: histogram(BACKEND_DIGITS),
             ttft_us: histogram(BACKEND_DIGITS),
-            hedge_wins: 0,
+            unfolded_ttft: Vec::new(),
             ejections: 0,
             last_limit: None,
             in_flight_sum: 0,
             in_flight_samples: 0,
         }
     }
+
+    fn add_latency(&mut self, us: u64) {
+        self.unfolded[usize::from(self.unfolded_len)] = us as u32;
+        self.unfolded_len += 1;
+        if usize::from(self.unfolded_len) == UNFOLDED {
+            self.fold();
+        }
+    }
+
+    fn add_ttft(&mut self, us: u64) {
+        self.unfolded_ttft.push(us as u32);
+        if self.unfolded_ttft.len() == UNFOLDED {
+            self.fold();
+        }
+    }
+
+    /// Moves the waiting samples into the histograms.
+    fn fold(&mut self) {
+        for &us in &self.unfolded[..usize::from(self.unfolded_len)] {
+            let _ = self.latency_us.record(u64::from(us));
+        }
+        self.unfolded_len = 0;
+        for us in self.unfolded_ttft.drain(..) {
+            let _ = self.ttft_us.record(u64::from(us));
+        }
+    }
+
+    /// Latency of answered attempts, microseconds, every answer counted (a copy only while
+    /// some wait to be folded, between two samples of a running job).
+    pub fn latency_us(&self) -> Cow<'_, Histogram<u64>> {
+        with_unfolded(
+            &self.latency_us,
+            &self.unfolded[..usize::from(self.unfolded_len)],
+        )
+    }
+
+    /// Time to first token of streamed answers, microseconds, every answer counted.
+    pub fn ttft_us(&self) -> Cow<'_, Histogram<u64>> {
+        with_unfolded(&self.ttft_us, &self.unfolded_ttft)
+    }
+}
+
+fn with_unfolded<'a>(h: &'a Histogram<u64>, unfolded: &[u32]) -> Cow<'a, Histogram<u64>> {
+    if unfolded.is_empty() {
+        return Cow::Borrowed(h);
+    }
+    let mut h = h.clone();
+    for &us in unfolded {
+        let _ = h.record(u64::from(us));
+    }
+    Cow::Owned(h)
 }
 
 /// Everything counted during a run.
@@ -168,8 +242,9 @@ impl RunStats {
             self.backends.push(BackendStats::new(String::new()));
         }
         let b = &mut self.backends[i];
-        if b.label.is_empty() {
+        if !b.labelled {
             b.label = label.to_string();
+            b.labelled = true;
         }
         b
     }
@@ -204,10 +279,10 @@ impl RunStats {
                     b.completion_tokens += r.usage.completion_tokens;
                     b.hedge_wins += u64::from(r.hedged);
                     if let Some(l) = r.latency {
-                        let _ = b.latency_us.record(micros(l));
+                        b.add_latency(micros(l));
                     }
                     if let Some(t) = r.ttft {
-                        let _ = b.ttft_us.record(micros(t));
+                        b.add_ttft(micros(t));
                     }
                 }
                 Some(code) => {
@@ -225,8 +300,10 @@ impl RunStats {
         );
     }
 
-    /// Takes in a fleet sample (limits, in-flight), once a second or so.
+    /// Takes in a fleet sample (limits, in-flight), once a second or so; the backends'
+    /// waiting latencies go into their histograms.
     pub fn sample(&mut self, s: &FleetSample, now: Instant, busy: bool) {
+        self.settle();
         for (i, sb) in s.backends.iter().enumerate() {
             let b = self.backend(i, &sb.label);
             b.engine = sb.engine.or(b.engine);
@@ -238,6 +315,14 @@ impl RunStats {
             }
         }
         self.series.sample(now, s);
+    }
+
+    /// Folds every backend's waiting latencies into its histograms (readers see them
+    /// either way; settled, they read the histograms without a copy).
+    pub fn settle(&mut self) {
+        for b in &mut self.backends {
+            b.fold();
+        }
     }
 
     /// Tasks finished (with a record) so far.
@@ -282,7 +367,48 @@ mod tests {
         assert_eq!(s.backends[1].ok, 1);
         assert_eq!(s.backends[1].errors["server_error"], 1);
         assert_eq!(s.backends[1].label, "b1");
-        let p50 = s.backends[0].latency_us.value_at_quantile(0.5);
+        let p50 = s.backends[0].latency_us().value_at_quantile(0.5);
         assert!((99_000..=101_000).contains(&p50), "{p50}");
+    }
+
+    #[test]
+    fn every_answer_is_in_the_backend_histograms_folded_or_not() {
+        let t = Instant::now();
+        let mut s = RunStats::new(t);
+        for n in 1..=3 * UNFOLDED as u64 + 2 {
+            let mut r = rec(0, None, n, 1);
+            r.ttft = Some(Duration::from_millis(n));
+            s.record(&r, t);
+            let b = &s.backends[0];
+            assert_eq!(b.latency_us().len(), n, "latency after {n} answers");
+            assert_eq!(b.ttft_us().len(), n, "ttft after {n} answers");
+            assert_eq!(b.latency_us().max() / 1000, n);
+        }
+        assert!(
+            s.backends[0].unfolded_len > 0,
+            "the test should end with some unfolded"
+        );
+        s.settle();
+        let b = &s.backends[0];
+        assert_eq!(b.unfolded_len, 0);
+        assert!(matches!(b.latency_us(), Cow::Borrowed(_)));
+        assert_eq!(b.latency_us().len(), 3 * UNFOLDED as u64 + 2);
+    }
+
+    #[test]
+    fn what_an_answer_touches_is_in_the_first_cache_line() {
+        use std::mem::{align_of, offset_of, size_of};
+        assert_eq!(align_of::<BackendStats>(), 64);
+        for end in [
+            offset_of!(BackendStats, ok) + size_of::<u64>(),
+            offset_of!(BackendStats, prompt_tokens) + size_of::<u64>(),
+            offset_of!(BackendStats, completion_tokens) + size_of::<u64>(),
+            offset_of!(BackendStats, hedge_wins) + size_of::<u64>(),
+            offset_of!(BackendStats, unfolded_len) + 1,
+            offset_of!(BackendStats, labelled) + 1,
+            offset_of!(BackendStats, unfolded) + size_of::<[u32; UNFOLDED]>(),
+        ] {
+            assert!(end <= 64, "a per-answer field ends at byte {end}");
+        }
     }
 }

@@ -523,10 +523,10 @@ impl Bins {
 
 /// Latency histogram: bars for all answers, a line per backend, p50/p90/p99 markers.
 pub(crate) fn latency_histogram(stats: &RunStats, groups: &[Group]) -> Chart {
-    let hists: Vec<&Histogram<u64>> = stats
-        .backends
+    let per_backend: Vec<_> = stats.backends.iter().map(|b| b.latency_us()).collect();
+    let hists: Vec<&Histogram<u64>> = per_backend
         .iter()
-        .map(|b| &b.latency_us)
+        .map(|h| &**h)
         .chain([&stats.latency_us])
         .collect();
     let Some(bins) = Bins::spanning(hists) else {
@@ -567,7 +567,7 @@ pub(crate) fn latency_histogram(stats: &RunStats, groups: &[Group]) -> Chart {
         for g in groups {
             let mut h = Histogram::<u64>::new_from(&stats.latency_us);
             for &m in &g.members {
-                let _ = h.add(&stats.backends[m].latency_us);
+                let _ = h.add(&*stats.backends[m].latency_us());
             }
             c.line(bins.line(&g.name, &g.color, &bins.counts(&h)));
         }

@@ -185,7 +185,8 @@ async fn metrics(State(src): State<Sources>) -> Response {
         elapsed_seconds: 0.0,
     };
     let text = {
-        let stats = src.stats.lock().expect("stats lock");
+        let mut stats = src.stats.lock().expect("stats lock");
+        stats.settle();
         let live = LiveFleet {
             elapsed_seconds: stats.started.elapsed().as_secs_f64(),
             ..live
