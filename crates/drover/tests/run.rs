@@ -602,6 +602,25 @@ fn api_key_is_sent_and_never_printed() {
     assert!(stderr(&o).contains("--api-key-env"), "{}", stderr(&o));
 }
 
+/// `drover run -` on `backends`, writing `out`, with stdin and stderr piped.
+fn run_from_stdin(backends: &str, out: &std::path::Path, extra: &[&str]) -> std::process::Child {
+    drover()
+        .args([
+            "run",
+            "-",
+            "-o",
+            out.to_str().unwrap(),
+            "-b",
+            backends,
+            "-q",
+        ])
+        .args(extra)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// A producer that writes tasks to stdin as it makes them gets their answers as it goes: the
 /// reader takes room in the dispatcher's queue a batch at a time, but sends each task the
 /// moment it is parsed.
@@ -610,20 +629,7 @@ fn stdin_tasks_are_answered_while_the_input_is_still_open() {
     let (servers, _) = fleet(1, Behavior::default());
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.jsonl");
-    let mut child = drover()
-        .args([
-            "run",
-            "-",
-            "-o",
-            out.to_str().unwrap(),
-            "-b",
-            &ports(&servers),
-            "-q",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = run_from_stdin(&ports(&servers), &out, &[]);
     use std::io::Write;
     let mut stdin = child.stdin.take().unwrap();
     let tasks = prompt_tasks(5, "live");
@@ -650,12 +656,7 @@ fn stdin_tasks_are_answered_while_the_input_is_still_open() {
     }
     drop(stdin);
     let o = child.wait_with_output().unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
     let ids: std::collections::BTreeSet<String> = read_output(&out)
         .iter()
         .map(|v| v["custom_id"].as_str().unwrap().to_string())
@@ -669,22 +670,11 @@ fn stdin_input_and_summary_json() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.jsonl");
     let summary = dir.path().join("s.json");
-    let mut child = drover()
-        .args([
-            "run",
-            "-",
-            "-o",
-            out.to_str().unwrap(),
-            "-b",
-            &ports(&servers),
-            "--summary",
-            summary.to_str().unwrap(),
-            "-q",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = run_from_stdin(
+        &ports(&servers),
+        &out,
+        &["--summary", summary.to_str().unwrap()],
+    );
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
