@@ -230,8 +230,8 @@ pub fn render(stats: &RunStats, live: &LiveFleet) -> String {
         "Time to the first generated token of streamed answers, by backend.",
     );
     for (i, b) in stats.backends.iter().enumerate() {
-        if !b.ttft_us().is_empty() {
-            out.histogram("drover_time_to_first_token_seconds", label(i), &b.ttft_us());
+        if let Some(ttft) = b.ttft_us().filter(|h| !h.is_empty()) {
+            out.histogram("drover_time_to_first_token_seconds", label(i), &ttft);
         }
     }
     out.0

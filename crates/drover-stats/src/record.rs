@@ -88,8 +88,9 @@ pub struct BackendStats {
     pub errors: BTreeMap<&'static str, u64>,
     /// Latency of answered attempts, microseconds: see [`Self::latency_us`].
     latency_us: Histogram<u64>,
-    /// Time to first token of streamed answers, microseconds: see [`Self::ttft_us`].
-    ttft_us: Histogram<u64>,
+    /// Time to first token of streamed answers, microseconds: see [`Self::ttft_us`]. Made on
+    /// the first streamed answer (most backends stream none: 26 KB each saved).
+    ttft_us: Option<Histogram<u64>>,
     /// Times to first token (µs) not yet in `ttft_us`.
     unfolded_ttft: Vec<u32>,
     /// Times ejected (from the last sample).
@@ -113,6 +114,14 @@ fn histogram(digits: u8) -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, digits).expect("valid bounds")
 }
 
+/// A backend's: 2 significant digits, with counts only up to the largest value recorded yet
+/// (hdrhistogram grows them): about 10 KB for answers of tens of milliseconds, 20 KB for tens
+/// of seconds, where the whole hour took 26 KB from the start — memory that every backend
+/// of a large fleet faulted in at start (values are clamped to the hour by `micros`).
+fn backend_histogram() -> Histogram<u64> {
+    Histogram::new(BACKEND_DIGITS).expect("valid precision")
+}
+
 const JOB_DIGITS: u8 = 3;
 const BACKEND_DIGITS: u8 = 2;
 
@@ -130,8 +139,8 @@ impl BackendStats {
             engine: None,
             failed: 0,
             errors: BTreeMap::new(),
-            latency_us: histogram(BACKEND_DIGITS),
-            ttft_us: histogram(BACKEND_DIGITS),
+            latency_us: backend_histogram(),
+            ttft_us: None,
             unfolded_ttft: Vec::new(),
             ejections: 0,
             last_limit: None,
@@ -161,8 +170,11 @@ impl BackendStats {
             let _ = self.latency_us.record(u64::from(us));
         }
         self.unfolded_len = 0;
-        for us in self.unfolded_ttft.drain(..) {
-            let _ = self.ttft_us.record(u64::from(us));
+        if !self.unfolded_ttft.is_empty() {
+            let h = self.ttft_us.get_or_insert_with(backend_histogram);
+            for us in self.unfolded_ttft.drain(..) {
+                let _ = h.record(u64::from(us));
+            }
         }
     }
 
@@ -175,9 +187,16 @@ impl BackendStats {
         )
     }
 
-    /// Time to first token of streamed answers, microseconds, every answer counted.
-    pub fn ttft_us(&self) -> Cow<'_, Histogram<u64>> {
-        with_unfolded(&self.ttft_us, &self.unfolded_ttft)
+    /// Time to first token of streamed answers, microseconds, every answer counted; `None`
+    /// before the backend's first streamed answer.
+    pub fn ttft_us(&self) -> Option<Cow<'_, Histogram<u64>>> {
+        match &self.ttft_us {
+            Some(h) => Some(with_unfolded(h, &self.unfolded_ttft)),
+            None if self.unfolded_ttft.is_empty() => None,
+            None => Some(Cow::Owned(
+                with_unfolded(&backend_histogram(), &self.unfolded_ttft).into_owned(),
+            )),
+        }
     }
 }
 
@@ -381,7 +400,7 @@ mod tests {
             s.record(&r, t);
             let b = &s.backends[0];
             assert_eq!(b.latency_us().len(), n, "latency after {n} answers");
-            assert_eq!(b.ttft_us().len(), n, "ttft after {n} answers");
+            assert_eq!(b.ttft_us().unwrap().len(), n, "ttft after {n} answers");
             assert_eq!(b.latency_us().max() / 1000, n);
         }
         assert!(
@@ -393,6 +412,21 @@ mod tests {
         assert_eq!(b.unfolded_len, 0);
         assert!(matches!(b.latency_us(), Cow::Borrowed(_)));
         assert_eq!(b.latency_us().len(), 3 * UNFOLDED as u64 + 2);
+    }
+
+    #[test]
+    fn a_backend_without_streamed_answers_has_no_ttft_histogram() {
+        let t = Instant::now();
+        let mut s = RunStats::new(t);
+        s.record(&rec(0, None, 5, 1), t);
+        s.settle();
+        assert!(s.backends[0].ttft_us.is_none() && s.backends[0].ttft_us().is_none());
+        let mut r = rec(0, None, 5, 1);
+        r.ttft = Some(Duration::from_millis(2));
+        s.record(&r, t);
+        assert_eq!(s.backends[0].ttft_us().map(|h| h.len()), Some(1));
+        s.settle();
+        assert_eq!(s.backends[0].ttft_us.as_ref().map(|h| h.len()), Some(1));
     }
 
     #[test]

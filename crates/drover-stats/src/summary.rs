@@ -192,7 +192,7 @@ impl Summary {
                 output_tokens: b.completion_tokens,
                 output_tokens_per_s: b.completion_tokens as f64 / wall,
                 latency_ms: Percentiles::of(&b.latency_us()),
-                ttft_ms: Percentiles::of(&b.ttft_us()),
+                ttft_ms: b.ttft_us().and_then(|h| Percentiles::of(&h)),
                 errors: b.errors.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
                 ejections: b.ejections,
                 final_limit: b.last_limit.map(|l| l as u64),
