@@ -60,7 +60,8 @@ pub struct FleetSample {
 /// Laid out for a large fleet: every answer lands on a backend whose statistics have gone cold
 /// since its last one, so what an answer touches — the counters and the latency it adds — is
 /// kept in the struct's first cache line, and latencies wait there to be folded into the
-/// histograms (26 KB each, spanning pages) [`UNFOLDED`] at a time (docs/benchmarks.md, #10).
+/// histograms (10–26 KB each, spanning pages) [`UNFOLDED`] at a time (docs/benchmarks.md,
+/// #10).
 #[derive(Debug, Clone)]
 #[repr(C, align(64))]
 pub struct BackendStats {
@@ -107,9 +108,9 @@ pub struct BackendStats {
 /// first cache line after the counters.
 const UNFOLDED: usize = 7;
 
-/// 1 µs .. 1 h at `digits` significant digits: 3 for the job's totals; 2 (1 %) for each
-/// backend's, plenty for its percentiles — at 3, a backend's two took 376 KB (96 MB over 256
-/// backends); at 2, about 53 KB.
+/// 1 µs .. 1 h at `digits` significant digits (3 for the job's totals). Each backend's has 2
+/// (1 %), plenty for its percentiles: at 3, a backend's two took 376 KB (96 MB over 256
+/// backends).
 fn histogram(digits: u8) -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, digits).expect("valid bounds")
 }
