@@ -317,19 +317,20 @@ impl Job {
         // which runs on a thread of its own, and every answer would then wake that thread
         // from a worker (a futex wake and a context switch per task). On a worker, the loop
         // is woken where its attempts run.
-        let report = tokio::spawn(dispatcher.run(Wiring {
-            input: task_rx,
-            finished: finished_tx,
-            events: events_tx,
-            snapshot: snapshot.clone(),
-            membership: spec.membership.take(),
-            control: control.clone(),
-        }))
-        .await
-        .unwrap_or_else(|e| match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(e) => panic!("dispatcher task: {e}"),
-        });
+        // Awaited in place, on the caller's thread (`drover run`: `block_on`'s). Spawned onto
+        // the workers it cost 7 % less CPU per task at 256 backends, but its allocations then
+        // spread over the workers' malloc arenas: +7–10 MB peak RSS, and the 1M-task run went
+        // past 100 MB (docs/benchmarks.md, #10, stop 24).
+        let report = dispatcher
+            .run(Wiring {
+                input: task_rx,
+                finished: finished_tx,
+                events: events_tx,
+                snapshot: snapshot.clone(),
+                membership: spec.membership.take(),
+                control: control.clone(),
+            })
+            .await;
         // The dispatcher dropped its receiver: a reader blocked on a full channel returns.
         let read = tokio::task::spawn_blocking(move || reader.join())
             .await
