@@ -313,14 +313,11 @@ impl Job {
         };
         let collector = tokio::spawn(collector.run(finished_rx, invalid_rx));
         let dispatcher = Dispatcher::new(spec.dispatch, spec.client, spec.backends, spec.checker);
-        // Spawned, not awaited in place: the caller's future may be a runtime's `block_on`,
-        // which runs on a thread of its own, and every answer would then wake that thread
-        // from a worker (a futex wake and a context switch per task). On a worker, the loop
-        // is woken where its attempts run.
-        // Awaited in place, on the caller's thread (`drover run`: `block_on`'s). Spawned onto
-        // the workers it cost 7 % less CPU per task at 256 backends, but its allocations then
-        // spread over the workers' malloc arenas: +7–10 MB peak RSS, and the 1M-task run went
-        // past 100 MB (docs/benchmarks.md, #10, stop 24).
+        // Awaited in place, on the caller's thread (`drover run`: `block_on`'s, which every
+        // answer then wakes from a worker). Spawned onto the workers it cost 7 % less CPU per
+        // task at 256 backends, but its allocations spread over the workers' malloc arenas:
+        // +7–10 MB peak RSS, and the 1M-task run went past 100 MB (docs/benchmarks.md, #10,
+        // stop 24).
         let report = dispatcher
             .run(Wiring {
                 input: task_rx,
