@@ -75,7 +75,8 @@ pub struct BackendStats {
     pub hedge_wins: u64,
     /// How many of `unfolded` are latencies not yet in `latency_us`.
     unfolded_len: u8,
-    /// Whether `label` is set.
+    /// Whether `label` is set: checked on every answer, so kept in this line rather than
+    /// read from the `String` further down.
     labelled: bool,
     /// Latencies (µs) not yet in `latency_us`.
     unfolded: [u32; UNFOLDED],
@@ -183,7 +184,7 @@ impl BackendStats {
     /// some wait to be folded, between two samples of a running job).
     pub fn latency_us(&self) -> Cow<'_, Histogram<u64>> {
         with_unfolded(
-            &self.latency_us,
+            Cow::Borrowed(&self.latency_us),
             &self.unfolded[..usize::from(self.unfolded_len)],
         )
     }
@@ -191,25 +192,21 @@ impl BackendStats {
     /// Time to first token of streamed answers, microseconds, every answer counted; `None`
     /// before the backend's first streamed answer.
     pub fn ttft_us(&self) -> Option<Cow<'_, Histogram<u64>>> {
-        match &self.ttft_us {
-            Some(h) => Some(with_unfolded(h, &self.unfolded_ttft)),
-            None if self.unfolded_ttft.is_empty() => None,
-            None => Some(Cow::Owned(
-                with_unfolded(&backend_histogram(), &self.unfolded_ttft).into_owned(),
-            )),
-        }
+        let h = match &self.ttft_us {
+            Some(h) => Cow::Borrowed(h),
+            None if self.unfolded_ttft.is_empty() => return None,
+            None => Cow::Owned(backend_histogram()),
+        };
+        Some(with_unfolded(h, &self.unfolded_ttft))
     }
 }
 
-fn with_unfolded<'a>(h: &'a Histogram<u64>, unfolded: &[u32]) -> Cow<'a, Histogram<u64>> {
-    if unfolded.is_empty() {
-        return Cow::Borrowed(h);
-    }
-    let mut h = h.clone();
+/// `h` with `unfolded` recorded into it: copied only when there are any.
+fn with_unfolded<'a>(mut h: Cow<'a, Histogram<u64>>, unfolded: &[u32]) -> Cow<'a, Histogram<u64>> {
     for &us in unfolded {
-        let _ = h.record(u64::from(us));
+        let _ = h.to_mut().record(u64::from(us));
     }
-    Cow::Owned(h)
+    h
 }
 
 /// Everything counted during a run.
