@@ -428,6 +428,22 @@ mod tests {
     }
 
     #[test]
+    fn a_backend_histogram_spans_only_the_values_recorded() {
+        let t = Instant::now();
+        let mut s = RunStats::new(t);
+        let hour = histogram(BACKEND_DIGITS).distinct_values();
+        s.record(&rec(0, None, 20, 1), t);
+        s.settle();
+        let b = &s.backends[0];
+        let now = b.latency_us.distinct_values();
+        assert!(
+            now * 2 < hour,
+            "20 ms took {now} counts of the hour's {hour}"
+        );
+        assert_eq!(b.latency_us().value_at_quantile(0.5) / 1000, 20);
+    }
+
+    #[test]
     fn what_an_answer_touches_is_in_the_first_cache_line() {
         use std::mem::{align_of, offset_of, size_of};
         assert_eq!(align_of::<BackendStats>(), 64);
