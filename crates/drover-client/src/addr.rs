@@ -20,6 +20,8 @@ pub struct BackendAddr {
     endpoints: [http::Uri; 3],
     /// `{root}/metrics`, parsed once: a large fleet is scraped hundreds of times a second.
     metrics: http::Uri,
+    /// The same, asking for vLLM's signal series only (`crate::metrics::Scraper`).
+    metrics_filtered: http::Uri,
 }
 
 /// A backend string that is not an address.
@@ -105,12 +107,16 @@ impl BackendAddr {
         let metrics = format!("{root}/metrics")
             .parse::<http::Uri>()
             .map_err(|err| err.to_string())?;
+        let metrics_filtered = format!("{root}/metrics?{}", crate::metrics::vllm_filter_query())
+            .parse::<http::Uri>()
+            .map_err(|err| err.to_string())?;
         Ok(BackendAddr {
             base,
             label: authority.to_string(),
             root,
             endpoints,
             metrics,
+            metrics_filtered,
         })
     }
 
@@ -131,6 +137,11 @@ impl BackendAddr {
     /// `{base}/{path}`, e.g. `url("chat/completions")`.
     pub fn url(&self, path: &str) -> String {
         format!("{}/{}", self.base, path)
+    }
+
+    /// `{root}/metrics?name[]=…`: only the series of vLLM's load signals.
+    pub fn metrics_filtered_uri(&self) -> &http::Uri {
+        &self.metrics_filtered
     }
 
     /// `{root}/{path}`, e.g. `root_url("health")`.

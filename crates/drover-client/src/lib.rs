@@ -18,4 +18,4 @@ pub mod sse;
 pub use addr::{AddrError, BackendAddr};
 pub use client::{Answer, AttemptError, Client, ClientConfig, ClientError, Progress, SendOptions};
 pub use discovery::{DiscoveryError, ModelInfo, Models};
-pub use metrics::{EngineKind, LoadSignals};
+pub use metrics::{EngineKind, LoadSignals, Scraper};

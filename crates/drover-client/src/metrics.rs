@@ -8,6 +8,8 @@
 //! | KV use (0–1) | `vllm:kv_cache_usage_perc` (`…gpu_cache_usage_perc` before 0.10) | `sglang:token_usage` | `llamacpp:kv_cache_usage_ratio` | – |
 //! | tokens out | `vllm:generation_tokens_total` | `sglang:generation_tokens_total` | `llamacpp:tokens_predicted_total` | `tgi_request_generated_tokens_sum` |
 //! | KV size | `vllm:cache_config_info{num_gpu_blocks,block_size}` | `sglang:max_total_num_tokens` | – | – |
+//!
+//! Repeated scrapes ask vLLM for these series alone ([`Scraper`]).
 
 use std::time::Duration;
 
@@ -273,7 +275,7 @@ pub fn parse_metrics(text: impl AsRef<[u8]>) -> Option<LoadSignals> {
 }
 
 impl Client {
-    /// Scrapes `/metrics`. `Ok(None)`: the backend has no metrics we understand.
+    /// Scrapes `/metrics`, all of it. `Ok(None)`: the backend has no metrics we understand.
     ///
     /// Over the control pool, with the URI parsed once: a scrape parses no URL and reuses the
     /// backend's one control connection.
@@ -282,14 +284,128 @@ impl Client {
         backend: &BackendAddr,
         timeout: Duration,
     ) -> Result<Option<LoadSignals>, String> {
-        let (status, body) = self
-            .fetch(backend.metrics_uri(), timeout)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.scrape_uri(backend.metrics_uri(), timeout).await
+    }
+
+    async fn scrape_uri(
+        &self,
+        uri: &http::Uri,
+        timeout: Duration,
+    ) -> Result<Option<LoadSignals>, String> {
+        let (status, body) = self.fetch(uri, timeout).await.map_err(|e| e.to_string())?;
         if !(200..300).contains(&status) {
             return Ok(None);
         }
         Ok(parse_metrics(&body))
+    }
+}
+
+/// One backend's scrapes, which ask for vLLM's signal series only, while the answers show
+/// that the server answers that question in full.
+///
+/// vLLM serves `/metrics` through prometheus_client, which answers `?name[]=a&name[]=b` with
+/// those series alone: about 1 KB against about 17 KB (and more with every histogram vLLM
+/// adds). The server renders less and drover reads less; at 256 backends the fleet is scraped
+/// 250 times a second, and discovery scrapes every backend at once. Not every server answers
+/// it in full:
+/// - a vLLM with several API servers (`PROMETHEUS_MULTIPROC_DIR`), and every SGLang, serve a
+///   multiprocess collector, which lists no names: the filtered answer is empty;
+/// - llama.cpp, TGI, and vLLM builds whose `/metrics` is prometheus-fastapi-instrumentator's
+///   ignore the question and answer everything, which reads the same.
+///
+/// So a filtered answer is trusted when it holds every signal vLLM gives, or else the same
+/// signals as a full scrape of the same server. The first time it is not, that scrape is read
+/// in full, and so is every later one: a server can cost drover one extra request, once, and
+/// never a signal.
+#[derive(Debug, Default)]
+pub struct Scraper {
+    filter: Filter,
+}
+
+#[derive(Debug, Default)]
+enum Filter {
+    /// Not asked yet.
+    #[default]
+    Untried,
+    /// The server answers the filtered question with these signals present.
+    Asking { present: [bool; 5] },
+    /// It does not: always scrape everything.
+    Refused,
+}
+
+/// Which of a scrape's signals are present.
+fn present(s: &LoadSignals) -> [bool; 5] {
+    [
+        s.running.is_some(),
+        s.waiting.is_some(),
+        s.kv_usage.is_some(),
+        s.generation_tokens.is_some(),
+        s.kv_capacity_tokens.is_some(),
+    ]
+}
+
+/// Present, from vLLM: its signals in the filtered answer, if any.
+fn vllm_present(s: &Option<LoadSignals>) -> Option<[bool; 5]> {
+    s.as_ref()
+        .filter(|s| s.engine == EngineKind::Vllm)
+        .map(present)
+}
+
+/// The query asking for the series vLLM's signals read: `name[]=…` for each.
+pub(crate) fn vllm_filter_query() -> String {
+    let vllm = ENGINES
+        .iter()
+        .find(|n| n.engine == EngineKind::Vllm)
+        .expect("vLLM's names");
+    // `name[]` percent-encoded: `[` and `]` may not appear raw in a query (RFC 3986), and
+    // prometheus_client decodes the key with `parse_qs`. Metric names need no encoding (`:`
+    // is allowed in a query).
+    let query: Vec<String> = vllm.all().map(|n| format!("name%5B%5D={n}")).collect();
+    query.join("&")
+}
+
+impl Scraper {
+    /// Scrapes `backend` once (see the type's documentation for what is asked).
+    pub async fn scrape(
+        &mut self,
+        client: &Client,
+        backend: &BackendAddr,
+        timeout: Duration,
+    ) -> Result<Option<LoadSignals>, String> {
+        if !matches!(self.filter, Filter::Refused) {
+            let got = client
+                .scrape_uri(backend.metrics_filtered_uri(), timeout)
+                .await?;
+            let vllm = vllm_present(&got);
+            match (&self.filter, vllm) {
+                (Filter::Untried, Some(p)) if p.iter().all(|&x| x) => {
+                    self.filter = Filter::Asking { present: p };
+                    return Ok(got);
+                }
+                (Filter::Asking { present }, Some(p)) if p == *present => return Ok(got),
+                // Another engine's names, which were not asked for: the question was
+                // ignored and this is the whole exposition.
+                (Filter::Untried, None) if got.is_some() => {
+                    self.filter = Filter::Refused;
+                    return Ok(got);
+                }
+                _ => {}
+            }
+            // Empty or short of signals: read everything, and ask again only if the full
+            // answer had no more than the filtered one.
+            let full = client.scrape(backend, timeout).await?;
+            self.filter = match (&self.filter, vllm, vllm_present(&full)) {
+                (Filter::Untried, Some(p), Some(q)) if p == q => Filter::Asking { present: p },
+                _ => Filter::Refused,
+            };
+            return Ok(full);
+        }
+        client.scrape(backend, timeout).await
+    }
+
+    /// Whether the next scrape asks for vLLM's signal series only.
+    pub fn is_filtering(&self) -> bool {
+        !matches!(self.filter, Filter::Refused)
     }
 }
 

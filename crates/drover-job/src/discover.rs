@@ -77,8 +77,10 @@ pub async fn discover(
         let models = client.models(&addr, timeout).await;
         let usable = matches!(models, Ok(_) | Err(DiscoveryError::Unlisted { .. }));
         let signals = if usable {
-            client
-                .scrape(&addr, timeout.min(Duration::from_secs(3)))
+            // vLLM is asked for its signals' series only: discovery scrapes the whole fleet
+            // at once.
+            drover_client::Scraper::default()
+                .scrape(client, &addr, timeout.min(Duration::from_secs(3)))
                 .await
                 .ok()
                 .flatten()

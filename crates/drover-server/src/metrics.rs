@@ -128,6 +128,35 @@ fn escape_label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// What vLLM's exporter (prometheus_client) answers to `/metrics?name[]=a&name[]=b`: only the
+/// samples named (a histogram's `…_bucket`, `…_count` and `…_sum` are names of their own), each
+/// family's `# HELP` and `# TYPE` before its first kept sample. drover's scraper asks this way
+/// (`drover_client::Scraper`), so the simulator answers as vLLM does.
+pub(crate) fn restrict(text: &str, names: &[&str]) -> String {
+    let mut out = String::new();
+    // The current family's comment lines, written only if one of its samples is kept.
+    let mut header: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') {
+            if line.starts_with("# HELP ") {
+                header.clear();
+            }
+            header.push(line);
+            continue;
+        }
+        let name = line.split(['{', ' ']).next().unwrap_or_default();
+        if names.contains(&name) {
+            for h in header.drain(..) {
+                out.push_str(h);
+                out.push('\n');
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// Request-level metrics of one served model.
 pub(crate) struct Metrics {
     /// `engine="0",model_name="…"`, pre-rendered.

@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,7 @@ use crate::ServerOptions;
 use crate::engine::{Engine, Health, ModelInfo};
 use crate::error::ApiError;
 use crate::generate;
-use crate::metrics::{Metrics, RequestMeter};
+use crate::metrics::{self, Metrics, RequestMeter};
 use crate::request::{self, ApiKind};
 use crate::response::AnswerHead;
 
@@ -134,8 +134,21 @@ async fn version(State(state): State<Arc<AppState>>) -> Response {
     json_response(serde_json::json!({ "version": state.options.version }).to_string())
 }
 
-async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
-    let text = state.metrics.render(&state.engine.gauges());
+/// The exposition; `?name[]=…` (repeated) keeps only those samples, as vLLM's exporter does.
+async fn metrics_text(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let mut text = state.metrics.render(&state.engine.gauges());
+    // prometheus_client's `parse_qs` drops empty values; with no names it answers everything.
+    let names: Vec<&str> = params
+        .iter()
+        .filter(|(k, v)| k == "name[]" && !v.is_empty())
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if !names.is_empty() {
+        text = metrics::restrict(&text, &names);
+    }
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

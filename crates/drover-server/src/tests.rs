@@ -458,6 +458,36 @@ async fn metrics_count_requests() {
     }
 }
 
+#[tokio::test]
+async fn metrics_name_filter_keeps_only_the_named_samples() {
+    let app = router(reply(vec!["a"]), ServerOptions::default());
+    let (_, _, full) = call(&app, get("/metrics")).await;
+    // As prometheus_client answers it: `name[]` percent-encoded or not, repeated; a
+    // histogram's samples are named one by one; unknown names add nothing.
+    let (status, _, text) = call(
+        &app,
+        get("/metrics?name%5B%5D=vllm:num_requests_running&name[]=vllm:e2e_request_latency_seconds_count&name[]=nope"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let labels = r#"{engine="0",model_name="fake-model"}"#;
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        [
+            "# HELP vllm:num_requests_running Number of requests in model execution batches.",
+            "# TYPE vllm:num_requests_running gauge",
+            &format!("vllm:num_requests_running{labels} 3.0"),
+            "# HELP vllm:e2e_request_latency_seconds Histogram of e2e request latency in seconds.",
+            "# TYPE vllm:e2e_request_latency_seconds histogram",
+            &format!("vllm:e2e_request_latency_seconds_count{labels} 0.0"),
+        ],
+        "{text}"
+    );
+    // No name (an empty one is dropped, as `parse_qs` drops it): everything.
+    let (_, _, all) = call(&app, get("/metrics?name[]=")).await;
+    assert_eq!(all, full);
+}
+
 /// Binds port 0 and serves `engine` with [`serve`]; returns the address and the shutdown trigger.
 async fn spawn_server(
     engine: Arc<FakeEngine>,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use drover_client::{Answer, AttemptError, BackendAddr, Client, LoadSignals, SendOptions};
+use drover_client::{Answer, AttemptError, BackendAddr, Client, LoadSignals, Scraper, SendOptions};
 use drover_types::{Endpoint, Failure, Task};
 use tokio::sync::mpsc;
 
@@ -170,6 +170,8 @@ pub(crate) async fn scrape_loop(
     fleet: Arc<AtomicUsize>,
     tx: mpsc::UnboundedSender<(usize, Instant, LoadSignals)>,
 ) {
+    // A vLLM backend is asked for the signals' series only (while it answers that in full).
+    let mut scraper = Scraper::default();
     loop {
         let n = fleet.load(Ordering::Relaxed) as f64;
         let period = every.max(Duration::from_secs_f64(n / FLEET_SCRAPES_PER_S));
@@ -177,8 +179,8 @@ pub(crate) async fn scrape_loop(
         if tx.is_closed() {
             return;
         }
-        if let Ok(Some(s)) = client
-            .scrape(&addr, period.max(Duration::from_millis(500)) * 4)
+        if let Ok(Some(s)) = scraper
+            .scrape(&client, &addr, period.max(Duration::from_millis(500)) * 4)
             .await
         {
             if tx.send((backend, Instant::now(), s)).is_err() {
