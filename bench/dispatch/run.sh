@@ -109,9 +109,19 @@ cost_table() { # cost_table LABEL SIM_ARGS... : SIZES (1 16 64 256) backends, RO
     start_sim "$(python3 -c "print(','.join(['0'] * $n))")" "$n" "$@"
     pids+=("$SIM_PID"); lists+=("$B")
   done
-  for _ in $(seq "${ROUNDS:-5}"); do for bin in "${bins[@]}"; do for i in "${!sizes[@]}"; do
-    cost_run "$bin" "${lists[$i]}" "${sizes[$i]}"
-  done; done; done > "$tmp/cost.txt"
+  # Every round runs each binary at each size; even rounds in the reverse order, so that a drift
+  # of the machine's speed within a round (this VM's drifts by up to a third over ten minutes)
+  # biases odd rounds' ratios one way and even rounds' the other instead of all the same way.
+  local cases=() r c
+  for bin in "${bins[@]}"; do for i in "${!sizes[@]}"; do cases+=("$bin $i"); done; done
+  for r in $(seq "${ROUNDS:-5}"); do
+    local order=("${cases[@]}")
+    (( r % 2 )) || mapfile -t order < <(printf '%s\n' "${cases[@]}" | tac)
+    for c in "${order[@]}"; do
+      read -r bin i <<< "$c"
+      cost_run "$bin" "${lists[$i]}" "${sizes[$i]}"
+    done
+  done > "$tmp/cost.txt"
   stop_sim "${pids[@]}"
   echo "$label ($N tasks, 1,024 in flight in all, drover ${pin_drover[*]:-unpinned}, sims ${pin_sim[*]:-unpinned}):"
   python3 - "$tmp/cost.txt" "$N" <<'PY'
