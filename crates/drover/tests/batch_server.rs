@@ -5,6 +5,8 @@
 #[path = "common/batch_proc.rs"]
 mod batch_proc;
 mod common;
+#[path = "common/python.rs"]
+mod python;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,19 +20,7 @@ use serde_json::Value;
 
 /// The project venv's Python with the `openai` client, or a failure saying how to get it.
 fn python() -> PathBuf {
-    let candidate = std::env::var_os("DROVER_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"));
-    let ok = Command::new(&candidate)
-        .args(["-c", "import openai"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{} cannot import openai: run `scripts/setup.sh --test` (or point DROVER_PYTHON at a Python that has openai==3.57.0)",
-        candidate.display()
-    );
-    candidate
+    python::python_with(&["openai"])
 }
 
 /// Output lines of a JSONL text.

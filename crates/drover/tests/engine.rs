@@ -4,6 +4,8 @@
 //! Needs the model and the Python test peers: `scripts/setup.sh --test` (or `DROVER_MODEL` and
 //! `DROVER_PYTHON`). Each generation is bounded by a small `max_tokens`.
 
+#[path = "common/python.rs"]
+mod python;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -45,19 +47,7 @@ fn model() -> PathBuf {
 
 /// The project venv's Python with the test peers, or a failure saying how to get it.
 fn python() -> PathBuf {
-    let candidate = std::env::var_os("DROVER_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"));
-    let ok = Command::new(&candidate)
-        .args(["-c", "import openai, jsonschema"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{} cannot import openai and jsonschema: run `scripts/setup.sh --test` (or point DROVER_PYTHON at a Python that has them)",
-        candidate.display()
-    );
-    candidate
+    python::python_with(&["openai", "jsonschema"])
 }
 
 /// One server at a time: engines running side by side on a small CI machine only slow each

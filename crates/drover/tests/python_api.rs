@@ -9,6 +9,8 @@
 //! Needs the project venv's Python with maturin and pandas (`scripts/setup.sh --test`, or
 //! `DROVER_PYTHON`).
 
+#[path = "common/python.rs"]
+mod python;
 #[path = "common/sim_process.rs"]
 mod sim_process;
 
@@ -40,19 +42,7 @@ fn repo() -> PathBuf {
 
 /// The project venv's Python with maturin and pandas, or a failure saying how to get it.
 fn python() -> PathBuf {
-    let candidate = std::env::var_os("DROVER_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"));
-    let ok = Command::new(&candidate)
-        .args(["-c", "import maturin, pandas"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{} cannot import maturin and pandas: run `scripts/setup.sh --test` (or point DROVER_PYTHON at a Python that has them)",
-        candidate.display()
-    );
-    candidate
+    python::python_with(&["maturin", "pandas"])
 }
 
 /// A value of Python's `sysconfig.get_path(name)`.

@@ -3,6 +3,8 @@
 //! and where the answer to that is empty (several API servers: the multiprocess collector)
 //! it reads everything, without losing a signal.
 
+#[path = "common/python.rs"]
+mod python;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -12,21 +14,7 @@ use drover_client::{BackendAddr, Client, ClientConfig, EngineKind, LoadSignals, 
 
 /// The project venv's Python with `prometheus_client`, or a failure saying how to get it.
 fn python() -> PathBuf {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let candidate = std::env::var_os("DROVER_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join(".venv/bin/python"));
-    let ok = Command::new(&candidate)
-        .args(["-c", "import prometheus_client"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{} cannot import prometheus_client: run `scripts/setup.sh --test` (or point \
-         DROVER_PYTHON at a Python that has it)",
-        candidate.display()
-    );
-    candidate
+    python::python_with(&["prometheus_client"])
 }
 
 /// The exporter in `mode`, killed on drop; `requests` reads what it served.

@@ -1,6 +1,8 @@
 //! End-to-end tests of the `drover sim` binary: banner, the official `openai` client, fault flags,
 //! and clean exits.
 
+#[path = "common/python.rs"]
+mod python;
 #[path = "common/sim_process.rs"]
 mod sim_process;
 
@@ -18,21 +20,7 @@ fn chat_body(content: &str, max_tokens: u32) -> String {
 
 /// The project venv's Python with the test peers, or a failure saying how to get it.
 fn python() -> PathBuf {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let candidate = std::env::var_os("DROVER_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join(".venv/bin/python"));
-    let ok = Command::new(&candidate)
-        .args(["-c", "import openai, prometheus_client, jsonschema"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{} cannot import openai, prometheus_client and jsonschema: run `scripts/setup.sh --test` \
-         (or point DROVER_PYTHON at a Python that has them)",
-        candidate.display()
-    );
-    candidate
+    python::python_with(&["openai", "prometheus_client", "jsonschema"])
 }
 
 #[test]
