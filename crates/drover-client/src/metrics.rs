@@ -344,7 +344,7 @@ fn present(s: &LoadSignals) -> [bool; 5] {
     ]
 }
 
-/// Present, from vLLM: its signals in the filtered answer, if any.
+/// Which signals a scrape holds, when it is vLLM's.
 fn vllm_present(s: &Option<LoadSignals>) -> Option<[bool; 5]> {
     s.as_ref()
         .filter(|s| s.engine == EngineKind::Vllm)
