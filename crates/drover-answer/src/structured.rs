@@ -113,6 +113,7 @@ mod tests {
                 generation_tokens: None,
                 kv_capacity_tokens: None,
             }),
+            scraper: Default::default(),
         }
     }
 

@@ -317,12 +317,12 @@ impl Client {
 /// signals as a full scrape of the same server. The first time it is not, that scrape is read
 /// in full, and so is every later one: a server can cost drover one extra request, once, and
 /// never a signal.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Scraper {
     filter: Filter,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 enum Filter {
     /// Not asked yet.
     #[default]

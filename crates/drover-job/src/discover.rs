@@ -60,6 +60,7 @@ struct Probe {
     addr: BackendAddr,
     models: Result<drover_client::Models, DiscoveryError>,
     signals: Option<drover_client::LoadSignals>,
+    scraper: drover_client::Scraper,
 }
 
 /// Probes every backend (concurrently) and settles the model.
@@ -76,10 +77,11 @@ pub async fn discover(
         // listing failed is left out, so it is not scraped and does not wait twice.
         let models = client.models(&addr, timeout).await;
         let usable = matches!(models, Ok(_) | Err(DiscoveryError::Unlisted { .. }));
+        // vLLM is asked for its signals' series only: discovery scrapes the whole fleet at
+        // once. The scraper goes on to the backend's scrape loop.
+        let mut scraper = drover_client::Scraper::default();
         let signals = if usable {
-            // vLLM is asked for its signals' series only: discovery scrapes the whole fleet
-            // at once.
-            drover_client::Scraper::default()
+            scraper
                 .scrape(client, &addr, timeout.min(Duration::from_secs(3)))
                 .await
                 .ok()
@@ -91,6 +93,7 @@ pub async fn discover(
             addr,
             models,
             signals,
+            scraper,
         }
     }))
     .await;
@@ -182,6 +185,7 @@ pub async fn discover(
             backends.push(BackendSpec {
                 addr: p.addr,
                 signals: p.signals,
+                scraper: p.scraper,
             });
         }
     }
@@ -197,4 +201,50 @@ pub async fn discover(
         left_out,
         max_model_len: max_len,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::http::Uri;
+    use axum::routing::get;
+    use drover_client::ClientConfig;
+
+    use super::*;
+
+    /// Discovery learns how a backend answers a filtered scrape, and the backend's spec (which
+    /// its scrape loop goes on with) keeps that: a server whose filtered answer is empty (a
+    /// multiprocess exporter) is not asked again.
+    #[tokio::test]
+    async fn the_backends_spec_keeps_what_discoverys_scrape_learned() {
+        let app = Router::new()
+            .route(
+                "/v1/models",
+                get(|| async { r#"{"object":"list","data":[{"id":"m","object":"model"}]}"# }),
+            )
+            .route(
+                "/metrics",
+                get(|uri: Uri| async move {
+                    if uri.query().is_some() {
+                        ""
+                    } else {
+                        "vllm:num_requests_running 7\nvllm:num_requests_waiting 1\n"
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = Client::new(ClientConfig::default()).unwrap();
+        let addr = BackendAddr::parse(&port.to_string()).unwrap();
+        let fleet = discover(&client, vec![addr], None, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let spec = &fleet.backends[0];
+        assert_eq!(spec.signals.as_ref().and_then(|s| s.running), Some(7.0));
+        assert!(
+            !spec.scraper.is_filtering(),
+            "the scrape loop would ask the filtered question again"
+        );
+    }
 }

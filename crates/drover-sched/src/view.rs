@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drover_client::{BackendAddr, LoadSignals};
+use drover_client::{BackendAddr, LoadSignals, Scraper};
 use drover_types::{Failure, Task, Usage};
 use serde_json::value::RawValue;
 
@@ -15,6 +15,9 @@ pub struct BackendSpec {
     pub addr: BackendAddr,
     /// Its metrics at start, when it has any we understand.
     pub signals: Option<LoadSignals>,
+    /// Discovery's scraper, which the scrape loop goes on with: what it learned of how the
+    /// backend answers a filtered scrape is not asked again.
+    pub scraper: Scraper,
 }
 
 /// How a task ended.

@@ -161,17 +161,18 @@ pub(crate) async fn probe(
 const FLEET_SCRAPES_PER_S: f64 = 250.0;
 
 /// Scrapes a backend's metrics every `every` (longer in a large fleet: `fleet` backends share
-/// [`FLEET_SCRAPES_PER_S`]) until the loop stops listening.
+/// [`FLEET_SCRAPES_PER_S`]) until the loop stops listening. `scraper` is discovery's: a vLLM
+/// backend is asked for the signals' series only, while it answers that in full, and a
+/// backend that did not is not asked again.
 pub(crate) async fn scrape_loop(
     client: Client,
     addr: Arc<BackendAddr>,
+    mut scraper: Scraper,
     backend: usize,
     every: Duration,
     fleet: Arc<AtomicUsize>,
     tx: mpsc::UnboundedSender<(usize, Instant, LoadSignals)>,
 ) {
-    // A vLLM backend is asked for the signals' series only (while it answers that in full).
-    let mut scraper = Scraper::default();
     loop {
         let n = fleet.load(Ordering::Relaxed) as f64;
         let period = every.max(Duration::from_secs_f64(n / FLEET_SCRAPES_PER_S));

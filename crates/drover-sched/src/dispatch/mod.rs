@@ -373,6 +373,7 @@ impl Dispatcher {
             tokio::spawn(attempt::scrape_loop(
                 self.client.clone(),
                 addr.clone(),
+                spec.scraper,
                 id,
                 self.cfg.scrape_interval,
                 self.scraped.clone(),

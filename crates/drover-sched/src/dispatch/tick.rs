@@ -332,6 +332,7 @@ mod tests {
         let spec = BackendSpec {
             addr: BackendAddr::parse("8001").unwrap(),
             signals: None,
+            scraper: Default::default(),
         };
         let client = Client::new(ClientConfig::default()).unwrap();
         let mut d = Dispatcher::new(DispatchConfig::default(), client, vec![spec], None);
